@@ -1,0 +1,195 @@
+"""Decision, attempt, outcome and feedback records: the one data model of the event log.
+
+Serving writes these records, the simulator's bootstrap writes them in exactly the same
+shape, and training, evaluation and monitoring read them. The Arrow schemas are derived
+from the dataclasses, so there is a single definition of each table. Change a field only
+with a ``RECORD_SCHEMA_VERSION`` bump (docs/data-model.md).
+
+No prompt text: requests are described by their feature vectors, hashes and metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar
+
+import pyarrow as pa
+
+RECORD_SCHEMA_VERSION = 1
+
+ATTEMPT_STATUSES = ("ok", "error", "timeout", "overloaded", "rate_limited", "aborted")
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateScore:
+    """One eligible SKU as the router scored it."""
+
+    sku: str
+    features: list[float]
+    p_quality: float
+    ttft_ms: float
+    output_tokens: float
+    cost_usd: float
+    utility: float
+    probability: float  # the logging policy's probability of choosing this SKU
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptSummary:
+    sku: str
+    replica: str
+    status: str
+    error_type: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    TABLE: ClassVar[str] = "decisions"
+    request_id: str
+    ts: datetime
+    region: str
+    tenant_id: str
+    tier: str
+    surface: str
+    stream: bool
+    requested_model: str  # "auto" or a pinned SKU
+    conversation_key: str  # hash of tenant + first user turn; groups multi-turn traffic
+    feature_schema_version: str
+    request_features: list[float]
+    store_features: list[float]  # Feast values as served, NaN where unavailable
+    candidates: list[CandidateScore]
+    chosen_sku: str
+    propensity: float
+    router_version: str
+    policy_lambda: float
+    policy_mu: float
+    policy_epsilon: float
+    fallback_skus: list[str]
+    attempts: list[AttemptSummary]
+    decision_ms: float
+    record_version: int = RECORD_SCHEMA_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One call to one worker: the per-SKU latency event rolling stats are computed from."""
+
+    TABLE: ClassVar[str] = "attempts"
+    request_id: str
+    ts: datetime  # when the attempt started
+    region: str
+    sku: str
+    replica: str
+    attempt: int  # 0 for the first choice, 1.. for fallbacks
+    status: str  # one of ATTEMPT_STATUSES
+    error_type: str | None
+    http_status: int | None
+    ttft_ms: float | None
+    tpot_ms: float | None
+    e2e_ms: float
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    record_version: int = RECORD_SCHEMA_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRecord:
+    """What the client got: one per accepted request, written once."""
+
+    TABLE: ClassVar[str] = "outcomes"
+    request_id: str
+    ts: datetime  # completion time
+    region: str
+    tenant_id: str
+    sku: str | None  # None when every attempt failed
+    replica: str | None
+    status: str
+    error_type: str | None
+    http_status: int
+    ttft_ms: float | None
+    e2e_ms: float
+    input_tokens: int  # uncached prompt tokens
+    cached_tokens: int
+    output_tokens: int
+    cost_usd: float  # serving cost (GPU time), what the budget constrains
+    list_price_usd: float  # what the request is billed at list price
+    stop_reason: str | None
+    attempts: int
+    quality: float | None = None  # a quality signal known at completion (e.g. a judge)
+    quality_source: str | None = None
+    record_version: int = RECORD_SCHEMA_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRecord:
+    """A quality signal that arrives after the response (POST /v1/feedback, a judge)."""
+
+    TABLE: ClassVar[str] = "feedback"
+    request_id: str
+    ts: datetime
+    region: str
+    tenant_id: str
+    score: float  # 0 (bad) .. 1 (good)
+    source: str  # "user", "judge", ...
+    record_version: int = RECORD_SCHEMA_VERSION
+
+
+RECORD_TYPES: tuple[type, ...] = (DecisionRecord, AttemptRecord, OutcomeRecord, FeedbackRecord)
+
+_SCALARS: dict[object, pa.DataType] = {
+    str: pa.string(),
+    int: pa.int64(),
+    float: pa.float64(),
+    bool: pa.bool_(),
+    datetime: pa.timestamp("us", tz="UTC"),
+}
+
+
+def _arrow_type(annotation: object) -> tuple[pa.DataType, bool]:
+    """Arrow type of a field annotation and whether it is nullable."""
+    if annotation in _SCALARS:
+        return _SCALARS[annotation], False
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        (inner,) = [a for a in args if a is not type(None)]
+        return _arrow_type(inner)[0], True
+    if origin is list:
+        (item,) = args
+        if item is float:
+            return pa.list_(pa.float32()), False
+        return pa.list_(_arrow_type(item)[0]), False
+    if dataclasses.is_dataclass(annotation):
+        return pa.struct(_fields(annotation)), False  # type: ignore[arg-type]
+    raise TypeError(f"no Arrow type for {annotation!r}")
+
+
+def _fields(record_type: type) -> list[pa.Field]:
+    hints = typing.get_type_hints(record_type)
+    fields = []
+    for item in dataclasses.fields(record_type):
+        data_type, nullable = _arrow_type(hints[item.name])
+        fields.append(pa.field(item.name, data_type, nullable=nullable))
+    return fields
+
+
+def arrow_schema(record_type: type) -> pa.Schema:
+    """The Arrow/Parquet schema of a record type, derived from its dataclass fields."""
+    return pa.schema(_fields(record_type), metadata={"record_version": str(RECORD_SCHEMA_VERSION)})
+
+
+def records_to_table(records: typing.Sequence[object], record_type: type) -> pa.Table:
+    """Column-wise conversion of records of one type to an Arrow table."""
+    schema = arrow_schema(record_type)
+    columns = {}
+    for name in schema.names:
+        values = [getattr(record, name) for record in records]
+        if values and isinstance(values[0], list) and values[0] and dataclasses.is_dataclass(values[0][0]):
+            values = [[dataclasses.asdict(item) for item in value] for value in values]
+        columns[name] = values
+    return pa.Table.from_pydict(columns, schema=schema)

@@ -1,0 +1,120 @@
+"""Request-time features: pure functions from a Messages API request to the router's inputs.
+
+``facts_from_request`` reads an Anthropic Messages payload (already JSON-decoded) into
+:class:`RequestFacts`; ``request_features`` and ``candidate_features`` turn facts into the
+ordered vectors of ``features.schema``. Serving, training, the simulator's bootstrap and
+monitoring all go through these functions, so a feature has exactly one definition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from features.catalog import Sku
+from features.prefix import prefix_block_hashes
+from features.schema import CANDIDATE_FEATURES, REQUEST_FEATURES
+from features.text_signals import detect_script, has_code, keyword_task_type
+from features.tokens import estimate_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """What the router knows about a request before choosing a SKU (no prompt text kept)."""
+
+    prompt_tokens: int
+    system_tokens: int
+    last_user_tokens: int
+    turns: int
+    max_tokens: int
+    has_code: bool
+    has_tools: bool
+    stream: bool
+    script: str
+    task_type: str
+    prefix_hashes: tuple[int, ...] = field(default=(), repr=False)
+
+
+def content_text(content: object) -> str:
+    """Text of a message ``content`` (a string or a list of content blocks)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Sequence):
+        parts = []
+        for block in content:
+            if isinstance(block, Mapping):
+                if block.get("type") == "text":
+                    parts.append(str(block.get("text", "")))
+                elif block.get("type") == "tool_result":
+                    parts.append(content_text(block.get("content", "")))
+        return "\n".join(parts)
+    return ""
+
+
+def prompt_segments(payload: Mapping[str, object]) -> list[str]:
+    """The prompt as ordered text segments: system first, then each message."""
+    segments = [content_text(payload.get("system") or "")]
+    for message in payload.get("messages") or ():  # type: ignore[union-attr]
+        if isinstance(message, Mapping):
+            segments.append(content_text(message.get("content", "")))
+    return segments
+
+
+def facts_from_request(payload: Mapping[str, object]) -> RequestFacts:
+    """Facts of an Anthropic Messages request; the payload must already be validated."""
+    messages = [m for m in payload.get("messages") or () if isinstance(m, Mapping)]  # type: ignore[union-attr]
+    segments = prompt_segments(payload)
+    user_texts = [content_text(m.get("content", "")) for m in messages if m.get("role") == "user"]
+    last_user = user_texts[-1] if user_texts else ""
+    return RequestFacts(
+        prompt_tokens=sum(estimate_tokens(segment) for segment in segments),
+        system_tokens=estimate_tokens(segments[0]),
+        last_user_tokens=estimate_tokens(last_user),
+        turns=len(user_texts),
+        max_tokens=int(payload.get("max_tokens") or 0),  # type: ignore[arg-type]
+        has_code=has_code(last_user),
+        has_tools=bool(payload.get("tools")),
+        stream=bool(payload.get("stream")),
+        script=detect_script(last_user),
+        task_type=keyword_task_type(last_user),
+        prefix_hashes=tuple(prefix_block_hashes(segments)),
+    )
+
+
+def request_features(facts: RequestFacts, *, tenant_tier: str, surface: str) -> list[float]:
+    """The request-level vector, in ``REQUEST_FEATURES`` order."""
+    values = {
+        "prompt_tokens": facts.prompt_tokens,
+        "system_tokens": facts.system_tokens,
+        "last_user_tokens": facts.last_user_tokens,
+        "turns": facts.turns,
+        "max_tokens": facts.max_tokens,
+        "has_code": facts.has_code,
+        "has_tools": facts.has_tools,
+        "stream": facts.stream,
+        "script": facts.script,
+        "task_type": facts.task_type,
+        "tenant_tier": tenant_tier,
+        "surface": surface,
+    }
+    return [spec.encode(values[spec.name]) for spec in REQUEST_FEATURES]
+
+
+def expected_cache_hit(cached_prefix_tokens: int, prompt_tokens: int) -> float:
+    """Share of the prompt expected to be served from a SKU's prompt cache."""
+    if prompt_tokens <= 0:
+        return 0.0
+    return min(1.0, max(0.0, cached_prefix_tokens / prompt_tokens))
+
+
+def candidate_features(sku: Sku, *, cache_hit: float) -> list[float]:
+    """The request × SKU vector, in ``CANDIDATE_FEATURES`` order."""
+    values = {
+        "sku_tier": sku.tier,
+        "sku_generation": float(sku.generation),
+        "sku_long_context": sku.long_context,
+        "sku_price_input": sku.list_price.input,
+        "sku_price_output": sku.list_price.output,
+        "expected_cache_hit": cache_hit,
+    }
+    return [spec.encode(values[spec.name]) for spec in CANDIDATE_FEATURES]

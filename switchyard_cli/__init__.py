@@ -1,0 +1,1 @@
+"""switchyard_cli"""
