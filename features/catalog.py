@@ -171,7 +171,9 @@ class Catalog(_Strict):
     ) -> float:
         """Serving cost of one request; ``input_tokens`` excludes the ``cached_tokens``."""
         cost = self.serving_cost(sku)
-        return (input_tokens * cost.input + cached_tokens * cost.cached_input + output_tokens * cost.output) / _MTOK
+        return (
+            input_tokens * cost.input + cached_tokens * cost.cached_input + output_tokens * cost.output
+        ) / _MTOK
 
     def request_list_price_usd(
         self, sku: Sku | str, *, input_tokens: int, cached_tokens: int, output_tokens: int

@@ -25,7 +25,9 @@ def partition_dir(root: Path, table: str, region: str, date: str) -> Path:
     return root / table / f"region={region}" / f"date={date}"
 
 
-def write_table_partitioned(root: Path, table_name: str, table: pa.Table, *, part_prefix: str = "") -> list[Path]:
+def write_table_partitioned(
+    root: Path, table_name: str, table: pa.Table, *, part_prefix: str = ""
+) -> list[Path]:
     """Write ``table`` split by its ``region`` column and the UTC date of its ``ts`` column."""
     if table.num_rows == 0:
         return []
@@ -45,7 +47,9 @@ def write_table_partitioned(root: Path, table_name: str, table: pa.Table, *, par
     return written
 
 
-def write_records(root: Path, records: Sequence[object], record_type: type, *, part_prefix: str = "") -> list[Path]:
+def write_records(
+    root: Path, records: Sequence[object], record_type: type, *, part_prefix: str = ""
+) -> list[Path]:
     """Append records of one type to the partitioned log under ``root``."""
     table = records_to_table(records, record_type)
     return write_table_partitioned(root, record_type.TABLE, table, part_prefix=part_prefix)  # type: ignore[attr-defined]

@@ -97,7 +97,9 @@ SKU_LIVE_FEATURES: tuple[FeatureSpec, ...] = (
     _spec("sku_queue_depth", "numeric", "sku_live", "waiting requests across the SKU's replicas"),
 )
 
-ALL_FEATURES: tuple[FeatureSpec, ...] = REQUEST_FEATURES + CANDIDATE_FEATURES + TENANT_FEATURES + SKU_LIVE_FEATURES
+ALL_FEATURES: tuple[FeatureSpec, ...] = (
+    REQUEST_FEATURES + CANDIDATE_FEATURES + TENANT_FEATURES + SKU_LIVE_FEATURES
+)
 FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in ALL_FEATURES)
 REQUEST_FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in REQUEST_FEATURES)
 CANDIDATE_FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in CANDIDATE_FEATURES)

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import re
 
-_CODE_PATTERN = re.compile(r"```|\bdef \w+\(|\bfunction \w*\(|\bclass \w+[:({]|;\s*$|#include|\bimport \w+", re.M)
+_CODE_PATTERN = re.compile(
+    r"```|\bdef \w+\(|\bfunction \w*\(|\bclass \w+[:({]|;\s*$|#include|\bimport \w+", re.M
+)
 
 _TASK_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("code", ("code", "function", "bug", "python", "javascript", "compile", "refactor", "stack trace", "sql")),
+    (
+        "code",
+        ("code", "function", "bug", "python", "javascript", "compile", "refactor", "stack trace", "sql"),
+    ),
     ("math", ("solve", "equation", "integral", "prove", "probability", "calculate", "derivative")),
     ("summarization", ("summarize", "summarise", "summary", "tl;dr", "key points", "condense")),
     ("extraction", ("extract", "json", "fields", "parse", "table of", "list all", "pull out")),

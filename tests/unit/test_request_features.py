@@ -1,0 +1,73 @@
+from features.catalog import load_catalog
+from features.prefix import BLOCK_BYTES, prefix_block_hashes
+from features.request import candidate_features, expected_cache_hit, facts_from_request, request_features
+from features.schema import CANDIDATE_FEATURE_NAMES, REQUEST_FEATURE_NAMES, REQUEST_FEATURES, TASK_TYPES
+from features.text_signals import detect_script, keyword_task_type
+from features.tokens import estimate_tokens
+
+
+def payload(**overrides):
+    body = {
+        "model": "auto",
+        "max_tokens": 256,
+        "system": [{"type": "text", "text": "You are a careful assistant. " * 20}],
+        "messages": [
+            {"role": "user", "content": "hello"},
+            {"role": "assistant", "content": "hi"},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "Fix this bug:\n```python\ndef f(x):\n```"}],
+            },
+        ],
+        "stream": True,
+    }
+    body.update(overrides)
+    return body
+
+
+def test_facts_read_system_turns_code_and_stream():
+    facts = facts_from_request(payload())
+    assert facts.system_tokens == estimate_tokens("You are a careful assistant. " * 20)
+    assert facts.turns == 2
+    assert facts.has_code and facts.stream and not facts.has_tools
+    assert facts.task_type == "code"
+    assert facts.prompt_tokens == facts.system_tokens + 2 + 1 + facts.last_user_tokens
+
+
+def test_request_vector_follows_the_schema_order_and_encodes_categories():
+    facts = facts_from_request(payload(tools=[{"name": "t", "input_schema": {}}]))
+    vector = request_features(facts, tenant_tier="enterprise", surface="app")
+    assert len(vector) == len(REQUEST_FEATURE_NAMES)
+    by_name = dict(zip(REQUEST_FEATURE_NAMES, vector, strict=True))
+    assert by_name["has_tools"] == 1.0
+    assert by_name["task_type"] == float(TASK_TYPES.index("code"))
+    assert by_name["tenant_tier"] == 2.0 and by_name["surface"] == 1.0
+    assert by_name["max_tokens"] == 256.0
+    assert {spec.name for spec in REQUEST_FEATURES if spec.kind == "categorical"} >= {"task_type", "script"}
+
+
+def test_candidate_vector_describes_the_sku_and_the_cache_hit():
+    sku = load_catalog().get("claude-sonnet-4-5-1m")
+    vector = dict(zip(CANDIDATE_FEATURE_NAMES, candidate_features(sku, cache_hit=0.25), strict=True))
+    assert vector["sku_long_context"] == 1.0
+    assert vector["sku_generation"] == 4.5
+    assert vector["expected_cache_hit"] == 0.25
+    assert expected_cache_hit(1500, 1000) == 1.0 and expected_cache_hit(10, 0) == 0.0
+
+
+def test_prefix_hashes_share_exactly_the_common_leading_blocks():
+    shared = "s" * (BLOCK_BYTES * 3)
+    a = prefix_block_hashes([shared, "a" * BLOCK_BYTES * 2])
+    b = prefix_block_hashes([shared, "b" * BLOCK_BYTES * 2])
+    assert len(a) == len(b) == 5
+    assert a[:3] == b[:3] and a[3] != b[3]
+    assert prefix_block_hashes(["x" * (BLOCK_BYTES - 1)]) == []
+    assert prefix_block_hashes([shared], max_blocks=2) == a[:2]
+
+
+def test_text_signals():
+    assert detect_script("Привет, как дела?") == "cyrillic"
+    assert detect_script("東京の天気は?") == "cjk"
+    assert detect_script("1234") == "latin"
+    assert keyword_task_type("Please summarize this report") == "summarization"
+    assert keyword_task_type("hey there") == "chat"
