@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+from lightgbm import LGBMClassifier, LGBMRegressor
+
+from features.schema import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
+from router_model.artifact import HEADS, ArtifactError, artifact_metadata, parse_artifact
+from router_model.scorer import RouterScorer
+from training.export import ParityError, check_parity, export_router, lightgbm_predictions
+
+
+@pytest.fixture(scope="module")
+def heads_and_rows():
+    rng = np.random.default_rng(3)
+    n_features = len(FEATURE_NAMES)
+    rows = rng.normal(size=(3000, n_features)).astype(np.float32)
+    rows[rng.random(rows.shape) < 0.05] = np.nan  # missing store features happen
+    signal = np.nan_to_num(rows[:, 0]) + 0.5 * np.nan_to_num(rows[:, 3])
+    common = {"n_estimators": 60, "num_leaves": 15, "verbose": -1, "random_state": 0}
+    models = {
+        "p_quality": LGBMClassifier(**common).fit(rows, (signal > 0).astype(int)),
+        "ttft_p50_ms": LGBMRegressor(objective="quantile", alpha=0.5, **common).fit(rows, 400 + 100 * signal),
+        "ttft_p90_ms": LGBMRegressor(objective="quantile", alpha=0.9, **common).fit(rows, 600 + 150 * signal),
+        "e2e_p50_ms": LGBMRegressor(objective="quantile", alpha=0.5, **common).fit(rows, 4000 + 900 * signal),
+        "output_tokens": LGBMRegressor(objective="poisson", **common).fit(rows, rng.poisson(300, len(rows))),
+    }
+    return models, rows
+
+
+def test_exported_router_matches_lightgbm_and_scores_in_one_call(heads_and_rows):
+    models, rows = heads_and_rows
+    model_bytes = export_router(models, rows.shape[1], artifact_metadata("test-1"))
+    artifact = parse_artifact(model_bytes)
+    assert artifact.router_version == "test-1" and artifact.heads == HEADS
+    scorer = RouterScorer(artifact)
+    predictions = scorer.score(rows)
+    assert all(predictions[head].shape == (len(rows),) for head in HEADS)
+    differences = check_parity(predictions, lightgbm_predictions(models, rows))
+    assert max(differences.values()) <= 1e-5
+    assert predictions["p_quality"].min() >= 0.0 and predictions["p_quality"].max() <= 1.0
+
+
+def test_parity_gate_fails_on_a_wrong_model(heads_and_rows):
+    models, rows = heads_and_rows
+    other = dict(models, ttft_p90_ms=models["ttft_p50_ms"])
+    scorer = RouterScorer(parse_artifact(export_router(other, rows.shape[1], artifact_metadata("wrong"))))
+    with pytest.raises(ParityError, match="ttft_p90_ms"):
+        check_parity(scorer.score(rows), lightgbm_predictions(models, rows))
+
+
+def test_loading_refuses_another_schema_version_and_garbage(heads_and_rows):
+    models, rows = heads_and_rows
+    stale = export_router(models, rows.shape[1], {**artifact_metadata("old"), "feature_schema_version": "0"})
+    with pytest.raises(ArtifactError, match=f"v0, this code serves v{FEATURE_SCHEMA_VERSION}"):
+        parse_artifact(stale)
+    with pytest.raises(ArtifactError, match="not an ONNX model"):
+        parse_artifact(b"definitely not onnx")
+
+
+def test_scorer_rejects_a_matrix_of_the_wrong_width(heads_and_rows):
+    models, rows = heads_and_rows
+    scorer = RouterScorer(parse_artifact(export_router(models, rows.shape[1], artifact_metadata("x"))))
+    with pytest.raises(ValueError, match="expected"):
+        scorer.score(rows[:, :-1])
