@@ -10,6 +10,7 @@ Features come in groups, by where their value comes from:
 - ``candidate`` request × SKU, pure functions of the request and the catalog
 - ``tenant``    Feast ``tenant_profile`` (slowly changing, per tenant)
 - ``sku_live``  Feast ``sku_live_stats`` (rolling per-SKU latency and errors, pushed online)
+- ``tenant_sku`` Feast ``tenant_sku_history`` (per tenant × SKU quality and latency)
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ SURFACES: tuple[str, ...] = ("api", "app")
 SKU_TIERS: tuple[str, ...] = ("large", "medium", "small")
 
 FeatureKind = Literal["numeric", "binary", "categorical"]
-FeatureGroup = Literal["request", "candidate", "tenant", "sku_live"]
+FeatureGroup = Literal["request", "candidate", "tenant", "sku_live", "tenant_sku"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +98,31 @@ SKU_LIVE_FEATURES: tuple[FeatureSpec, ...] = (
     _spec("sku_queue_depth", "numeric", "sku_live", "waiting requests across the SKU's replicas"),
 )
 
-ALL_FEATURES: tuple[FeatureSpec, ...] = (
-    REQUEST_FEATURES + CANDIDATE_FEATURES + TENANT_FEATURES + SKU_LIVE_FEATURES
+TENANT_SKU_FEATURES: tuple[FeatureSpec, ...] = (
+    _spec(
+        "tenant_sku_quality_30d",
+        "numeric",
+        "tenant_sku",
+        "this tenant's share of good answers on this SKU, 30 days",
+    ),
+    _spec(
+        "tenant_sku_ttft_p50_30d_ms", "numeric", "tenant_sku", "this tenant's TTFT p50 on this SKU, 30 days"
+    ),
+    _spec(
+        "tenant_sku_requests_30d",
+        "numeric",
+        "tenant_sku",
+        "this tenant's requests served by this SKU, 30 days",
+    ),
 )
+
+STORE_FEATURES: tuple[FeatureSpec, ...] = TENANT_FEATURES + SKU_LIVE_FEATURES + TENANT_SKU_FEATURES
+ALL_FEATURES: tuple[FeatureSpec, ...] = REQUEST_FEATURES + CANDIDATE_FEATURES + STORE_FEATURES
 FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in ALL_FEATURES)
 REQUEST_FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in REQUEST_FEATURES)
 CANDIDATE_FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in CANDIDATE_FEATURES)
-STORE_FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in TENANT_FEATURES + SKU_LIVE_FEATURES)
+STORE_FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in STORE_FEATURES)
+
+
+def names_in_group(group: FeatureGroup) -> tuple[str, ...]:
+    return tuple(spec.name for spec in ALL_FEATURES if spec.group == group)
