@@ -2,4 +2,9 @@
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Switchyard: a learned router for LLM inference.")
+from switchyard_cli.bootstrap import bootstrap_command
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Switchyard: a learned router for LLM inference."
+)
+app.command("bootstrap")(bootstrap_command)
