@@ -30,7 +30,9 @@ def test_utility_trades_quality_for_cost_and_lateness():
 
 
 def test_probabilities_sum_to_one_and_missing_the_slo_gets_none():
-    probabilities, _, order = action_probabilities(candidates(), PolicyParams(cost_multiplier=0.2, epsilon=0.3, explore_top_k=2))
+    probabilities, _, order = action_probabilities(
+        candidates(), PolicyParams(cost_multiplier=0.2, epsilon=0.3, explore_top_k=2)
+    )
     assert sum(probabilities.values()) == pytest.approx(1.0)
     assert probabilities["slow"] == 0.0
     assert order[0] == "medium" and order[-1] == "slow"
