@@ -4,7 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test lint unit integration serve workers bootstrap bench clean
+.PHONY: setup test lint unit integration serve workers bootstrap feature-tables train-router mlflow-ui bench clean
+
+LOGS     ?= data/logs
+MLRUNS   ?= mlruns
 
 # Idempotent: reinstalls only when pyproject.toml changed.
 setup: $(STAMP)
@@ -34,8 +37,20 @@ serve: setup
 
 workers: serve
 
+# Simulated logs to learn from; skipped when a finished bootstrap is already there.
 bootstrap: setup
-	$(BIN)/switchyard bootstrap --days 7
+	@if [ -f $(LOGS)/_SUCCESS ]; then echo "bootstrap: $(LOGS) already holds logs (rm -r $(LOGS) to redo)"; \
+	else $(BIN)/switchyard bootstrap --days 7 --out $(LOGS); fi
+
+feature-tables: bootstrap
+	$(BIN)/switchyard feature-tables --logs $(LOGS)
+
+# The nightly job: logs -> Feast -> LightGBM -> ONNX (+parity) -> eval -> MLflow registry (+gate).
+train-router: bootstrap
+	$(BIN)/switchyard train --logs $(LOGS) --mlruns $(MLRUNS)
+
+mlflow-ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath $(MLRUNS))/mlflow.db --host 127.0.0.1 --port 5000
 
 bench: setup
 	$(BIN)/python bench/worker_throughput.py
