@@ -3,8 +3,10 @@
 import typer
 
 from switchyard_cli.bootstrap import bootstrap_command
+from switchyard_cli.workers import workers_app
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Switchyard: a learned router for LLM inference."
 )
+app.add_typer(workers_app, name="workers")
 app.command("bootstrap")(bootstrap_command)
