@@ -21,7 +21,7 @@ import os
 import resource
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -279,6 +279,94 @@ def write_tenant_registry(world: World, path: Path) -> None:
     os.replace(tmp, path)
 
 
+@dataclass(frozen=True, eq=False)
+class BootstrapRun:
+    """Everything a bootstrap's rows are a pure function of: the config, the world and the parameters."""
+
+    config: BootstrapConfig
+    world: World
+    tenant_params: TenantParams
+    workload: WorkloadParams
+    policy: LoggingPolicyConfig
+    outcome_params: OutcomeParams
+
+    @property
+    def start_us(self) -> int:
+        start = self.config.start
+        return int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp()) * US_PER_S
+
+    @property
+    def window_us(self) -> int:
+        return US_PER_DAY // self.config.windows_per_day
+
+    @property
+    def windows(self) -> int:
+        return self.config.days * self.config.windows_per_day
+
+    @property
+    def params_digest(self) -> str:
+        return _params_digest(
+            self.tenant_params, self.world.params, self.workload, self.policy, self.outcome_params
+        )
+
+
+def prepare_run(
+    config: BootstrapConfig, *, catalog: Catalog | None = None, workload: WorkloadParams | None = None
+) -> BootstrapRun:
+    """The world and parameters of a bootstrap run (no I/O)."""
+    catalog = catalog or load_catalog()
+    tenant_params = TenantParams(n_tenants=config.n_tenants)
+    return BootstrapRun(
+        config=config,
+        world=build_world(config.seed, catalog=catalog, tenant_params=tenant_params),
+        tenant_params=tenant_params,
+        workload=workload or WorkloadParams(requests_per_day=config.requests_per_day),
+        policy=LoggingPolicyConfig(epsilon=config.epsilon),
+        outcome_params=OutcomeParams(),
+    )
+
+
+def iter_window_records(run: BootstrapRun) -> Iterator[tuple[RequestWindow, WindowRecords]]:
+    """Each window's requests (with their ground truth) and simulated records, in order; no I/O.
+
+    This is the bootstrap's whole simulation: :func:`run_bootstrap` writes what it yields, and
+    evaluation replays it to regenerate the ground truth of logged requests.
+    """
+    config, world = run.config, run.world
+    hints = HintTables.build()
+    ttl_us = int(world.params.cache_ttl_s * US_PER_S)
+    first_request = 0
+    tail = ServedEvents.empty()
+    for window in iter_request_windows(
+        world,
+        run.workload,
+        seed=config.seed,
+        start_us=run.start_us,
+        window_us=run.window_us,
+        windows=run.windows,
+    ):
+        records = simulate_window(
+            world,
+            window,
+            seed=config.seed,
+            first_request=first_request,
+            policy=run.policy,
+            outcome_params=run.outcome_params,
+            hints=hints,
+            cache_tail=tail,
+        )
+        yield window, records
+        served = ServedEvents(
+            ts_us=records.ts_us,
+            sku=records.outcomes.served_sku,
+            tenant=records.tenant,
+            conversation=window.requests.conversation_id,
+            prompt_tokens=records.prompt_tokens,
+        )
+        tail = tail_after(tail, served, window.end_us - ttl_us)
+        first_request += len(records.ts_us)
+
+
 def run_bootstrap(
     config: BootstrapConfig,
     *,
@@ -288,39 +376,14 @@ def run_bootstrap(
 ) -> BootstrapSummary:
     """Simulate ``config.days`` days and write the event log under ``config.out``."""
     began = time.perf_counter()
-    catalog = catalog or load_catalog()
-    tenant_params = TenantParams(n_tenants=config.n_tenants)
-    world = build_world(config.seed, catalog=catalog, tenant_params=tenant_params)
-    workload = workload or WorkloadParams(requests_per_day=config.requests_per_day)
-    policy = LoggingPolicyConfig(epsilon=config.epsilon)
-    outcome_params = OutcomeParams()
-    hints = HintTables.build()
+    run = prepare_run(config, catalog=catalog, workload=workload)
+    world, policy, catalog = run.world, run.policy, run.world.catalog
     _prepare_output(config)
 
-    start_us = (
-        int(datetime(config.start.year, config.start.month, config.start.day, tzinfo=UTC).timestamp())
-        * US_PER_S
-    )
-    window_us = US_PER_DAY // config.windows_per_day
-    windows = config.days * config.windows_per_day
-    ttl_us = int(world.params.cache_ttl_s * US_PER_S)
     serving_rates, list_rates = _rates(catalog, "serving"), _rates(catalog, "list")
     summary = BootstrapSummary()
-    tail = ServedEvents.empty()
-    for window in iter_request_windows(
-        world, workload, seed=config.seed, start_us=start_us, window_us=window_us, windows=windows
-    ):
-        window_began = time.perf_counter()
-        records = simulate_window(
-            world,
-            window,
-            seed=config.seed,
-            first_request=summary.requests,
-            policy=policy,
-            outcome_params=outcome_params,
-            hints=hints,
-            cache_tail=tail,
-        )
+    window_began = time.perf_counter()
+    for window, records in iter_window_records(run):
         cost = served_costs(serving_rates, records)
         price = served_costs(list_rates, records)
         tables = {
@@ -332,21 +395,14 @@ def run_bootstrap(
         for name, table in tables.items():
             write_table_partitioned(config.out, name, table, part_prefix=f"w{window.index:05d}-")
             summary.rows[name] += table.num_rows
-        served = ServedEvents(
-            ts_us=records.ts_us,
-            sku=records.outcomes.served_sku,
-            tenant=records.tenant,
-            conversation=window.requests.conversation_id,
-            prompt_tokens=records.prompt_tokens,
-        )
-        tail = tail_after(tail, served, window.end_us - ttl_us)
         summary.add_window(records, catalog.names, cost, price)
         if progress:
             when = datetime.fromtimestamp(window.start_us / US_PER_S, tz=UTC).strftime("%Y-%m-%d %H:%M")
             progress(
-                f"window {window.index + 1}/{windows} {when}Z: {len(window.requests):,} requests "
+                f"window {window.index + 1}/{run.windows} {when}Z: {len(window.requests):,} requests "
                 f"in {time.perf_counter() - window_began:.1f} s"
             )
+        window_began = time.perf_counter()
     manifest = {
         "generator": "switchyard bootstrap",
         "seed": config.seed,
@@ -360,7 +416,7 @@ def run_bootstrap(
         "record_schema_version": RECORD_SCHEMA_VERSION,
         "feature_schema_version": FEATURE_SCHEMA_VERSION,
         "catalog_version": catalog.version,
-        "params_digest": _params_digest(tenant_params, world.params, workload, policy, outcome_params),
+        "params_digest": run.params_digest,
         "counts": dict(summary.rows),
     }
     write_tenant_registry(world, config.out / TENANTS_NAME)

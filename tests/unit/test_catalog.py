@@ -50,7 +50,12 @@ def test_cached_tokens_are_cheaper_than_uncached_for_every_sku():
 def test_the_blended_budget_binds_large_models_are_over_it_small_ones_under():
     catalog = load_catalog()
     typical = {"input_tokens": 2500, "cached_tokens": 2500, "output_tokens": 400}
-    assert catalog.request_cost_usd("claude-opus-4-1", **typical) > 0.012
+    assert catalog.request_cost_usd("claude-opus-4-5", **typical) > 0.012
+    assert (
+        catalog.request_cost_usd("claude-sonnet-4-5", input_tokens=5000, cached_tokens=0, output_tokens=400)
+        > 0.012
+    )
+    assert catalog.request_cost_usd("claude-sonnet-4-5", **typical) < 0.012
     assert catalog.request_cost_usd("claude-haiku-4-5", **typical) < 0.012
 
 
