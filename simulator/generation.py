@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from features.catalog import Sku
+from features.prefix import PrefixHasher
 from features.tokens import estimate_tokens
-from simulator.prefix_hashing import PrefixHasher
 from simulator.text import TextTape, cut_at_stop_sequence, drawn_output_tokens, parse_sim_hints
 from simulator.wire_common import ChatRequest, invalid
 

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from features.catalog import Sku
+from features.prefix import PrefixHasher
 from simulator.faults import WorkerFaults
-from simulator.prefix_hashing import PrefixHasher
 from simulator.text import TextTape
 from simulator.worker_engine import SkuEngine
 

@@ -6,9 +6,8 @@ import random
 
 import pytest
 
-from features.prefix import BLOCK_BYTES, prefix_block_hashes
+from features.prefix import BLOCK_BYTES, PrefixHasher, prefix_block_hashes
 from simulator.prefix_cache import PrefixCache
-from simulator.prefix_hashing import PrefixHasher
 
 
 def test_longest_cached_prefix_counts_leading_blocks_only() -> None:

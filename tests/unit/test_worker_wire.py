@@ -7,11 +7,11 @@ import json
 import pytest
 
 from features.catalog import load_catalog
+from features.prefix import PrefixHasher
 from features.request import prompt_segments
 from features.tokens import estimate_tokens
 from simulator import wire_anthropic, wire_openai
 from simulator.generation import plan_generation
-from simulator.prefix_hashing import PrefixHasher
 from simulator.text import TextTape
 from simulator.wire_common import ChatRequest, WireError
 
