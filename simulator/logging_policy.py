@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from features.catalog import Catalog, Sku
+from features.eligibility import context_fits_matrix
+from features.eligibility import eligible_skus as shared_eligible_skus
 from features.request import RequestFacts
 from features.schema import SKU_TIERS, TASK_TYPES, TENANT_TIERS
 from simulator.world import Tenant
@@ -93,20 +95,23 @@ class SkuAttributes:
 
 
 def context_fits(skus: SkuAttributes, prompt_tokens: np.ndarray, max_tokens: np.ndarray) -> np.ndarray:
-    """[n, sku]: the prompt plus the (SKU-capped) answer fit the SKU's context window."""
-    answer = np.minimum(np.asarray(max_tokens)[:, None], skus.max_output_tokens[None, :])
-    return np.asarray(prompt_tokens)[:, None] + answer <= skus.context_window[None, :]
+    """[n, sku]: the prompt plus the (SKU-capped) answer fit the SKU's context window (the shared rule)."""
+    return context_fits_matrix(skus.context_window, skus.max_output_tokens, prompt_tokens, max_tokens)
 
 
 def eligible_skus(catalog: Catalog, tenant: Tenant, facts: RequestFacts) -> tuple[Sku, ...]:
-    """Entitled, deployed in the tenant's home region (residency or not), and the context fits."""
-    skus = [sku for sku in catalog if sku.name in tenant.entitled_skus and sku.deployed_in(tenant.region)]
-    if not skus:
-        return ()
-    fits = context_fits(
-        SkuAttributes.from_skus(skus), np.array([facts.prompt_tokens]), np.array([facts.max_tokens])
+    """Entitled, deployed in the tenant's home region (residency or not), and the context fits.
+
+    The rule is :func:`features.eligibility.eligible_skus`, the one serving uses; the simulated
+    world never serves outside the home region, so no extra regions are allowed here.
+    """
+    return shared_eligible_skus(
+        catalog,
+        entitled=tenant.entitled_skus,
+        region=tenant.region,
+        prompt_tokens=facts.prompt_tokens,
+        max_tokens=facts.max_tokens,
     )
-    return tuple(sku for sku, ok in zip(skus, fits[0], strict=True) if ok)
 
 
 def _member(vocabulary: tuple[str, ...], names: tuple[str, ...]) -> np.ndarray:
