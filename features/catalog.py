@@ -17,6 +17,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from features.validation import describe_validation_error
+
 Region = Literal["us", "eu", "apac"]
 REGIONS: tuple[Region, ...] = ("us", "eu", "apac")
 Tier = Literal["large", "medium", "small"]
@@ -185,23 +187,6 @@ class Catalog(_Strict):
         ) / _MTOK
 
 
-def _describe(error: ValidationError, raw: dict) -> str:
-    lines = []
-    for item in error.errors():
-        parts: list[str] = []
-        node: object = raw
-        for key in item["loc"]:
-            if isinstance(key, int) and isinstance(node, list) and key < len(node):
-                node = node[key]
-                name = node.get("name") if isinstance(node, dict) else None
-                parts.append(f"[{name or key}]")
-            else:
-                node = node.get(key) if isinstance(node, dict) else None
-                parts.append(f".{key}")
-        lines.append(f"{''.join(parts).lstrip('.')}: {item['msg']}")
-    return "; ".join(lines)
-
-
 def parse_catalog(raw: object, source: str = "<catalog>") -> Catalog:
     """Validate an already-parsed catalog document."""
     if not isinstance(raw, dict):
@@ -209,7 +194,9 @@ def parse_catalog(raw: object, source: str = "<catalog>") -> Catalog:
     try:
         return Catalog.model_validate(raw)
     except ValidationError as error:
-        raise CatalogError(f"{source}: invalid SKU catalog: {_describe(error, raw)}") from None
+        raise CatalogError(
+            f"{source}: invalid SKU catalog: {describe_validation_error(error, raw, name_key='name')}"
+        ) from None
 
 
 def load_catalog(path: Path | str | None = None) -> Catalog:

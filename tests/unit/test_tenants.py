@@ -8,6 +8,7 @@ import yaml
 from features.catalog import load_catalog
 from features.schema import TENANT_TIERS
 from serving.settings import TenantSettings
+from serving.tenant_registry import tenants_from_registry
 from serving.tenants import (
     DEFAULT_QUOTAS,
     DEVELOPMENT_API_KEY,
@@ -18,7 +19,6 @@ from serving.tenants import (
     hash_api_key,
     load_tenant_directory,
     parse_tenant_file,
-    tenants_from_registry,
 )
 from simulator.bootstrap import write_tenant_registry
 from simulator.world import TenantParams, build_world
