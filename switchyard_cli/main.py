@@ -3,6 +3,7 @@
 import typer
 
 from switchyard_cli.bootstrap import bootstrap_command
+from switchyard_cli.train import feature_tables_command, train_command
 from switchyard_cli.workers import workers_app
 
 app = typer.Typer(
@@ -10,3 +11,5 @@ app = typer.Typer(
 )
 app.add_typer(workers_app, name="workers")
 app.command("bootstrap")(bootstrap_command)
+app.command("train")(train_command)
+app.command("feature-tables")(feature_tables_command)
