@@ -122,8 +122,8 @@ def quality_labels(outcomes: pl.LazyFrame, feedback: pl.LazyFrame) -> pl.LazyFra
     )
 
 
-def logged_requests(logs_root: Path) -> pl.LazyFrame:
-    """One row per decision with its served attempt (if any), outcome cost and quality label."""
+def logged_requests(logs_root: Path, request_ids: pl.DataFrame | None = None) -> pl.LazyFrame:
+    """One row per decision (of ``request_ids`` if given) with its served attempt, cost and quality label."""
     root = Path(logs_root)
     decisions = scan_records(root, DecisionRecord).select(
         "request_id",
@@ -135,6 +135,8 @@ def logged_requests(logs_root: Path) -> pl.LazyFrame:
         "chosen_sku",
         "propensity",
     )
+    if request_ids is not None:
+        decisions = decisions.join(request_ids.lazy().select("request_id"), on="request_id", how="semi")
     served = (
         scan_records(root, AttemptRecord)
         .filter(pl.col("status") == "ok")
@@ -166,16 +168,20 @@ def logged_requests(logs_root: Path) -> pl.LazyFrame:
 def load_window(
     logs_root: Path, start: datetime | None, end: datetime | None, *, max_requests: int | None, seed: int
 ) -> pl.DataFrame:
-    """Logged requests with ``start <= ts < end``, a seeded uniform sample of at most ``max_requests``."""
-    scan = logged_requests(logs_root)
+    """Logged requests with ``start <= ts < end``, a seeded uniform sample of at most ``max_requests``.
+
+    The sample is drawn from the (ts, request_id)-ordered ids first, so only sampled requests
+    are ever read in full.
+    """
+    decisions = scan_records(Path(logs_root), DecisionRecord).select("request_id", "ts")
     if start is not None:
-        scan = scan.filter(pl.col("ts") >= start)
+        decisions = decisions.filter(pl.col("ts") >= start)
     if end is not None:
-        scan = scan.filter(pl.col("ts") < end)
-    frame = scan.collect().sort("ts", "request_id")
-    if max_requests is not None and frame.height > max_requests:
-        frame = frame.sample(max_requests, seed=seed).sort("ts", "request_id")
-    return frame
+        decisions = decisions.filter(pl.col("ts") < end)
+    keys = decisions.collect().sort("ts", "request_id")
+    if max_requests is not None and keys.height > max_requests:
+        keys = keys.sample(max_requests, seed=seed)
+    return logged_requests(logs_root, keys).collect().sort("ts", "request_id")
 
 
 def importance_weights(propensity: np.ndarray, clip: float) -> np.ndarray:
