@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import time
 from collections import deque
-from pathlib import Path
 
 import numpy as np
+from machine import describe_machine
 
 from serving.admission import AdmissionLimits, AdmissionTicket, InProcessAdmission
 from serving.errors import ApiError
@@ -52,20 +50,7 @@ class SimulatedClock:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in cpuinfo.read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, load average {load}"
-    )
+    return describe_machine()
 
 
 def make_tenants(count: int, rng: np.random.Generator) -> list[Tenant]:

@@ -11,33 +11,19 @@ prompt's fastest round (what the prompt costs when the CPU is not contended).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from machine import describe_machine
 
 from features.task_classifier import TaskClassifier, hashed_ngrams
 from training.task_prompts import simulated_prompts
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in cpuinfo.read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, onnxruntime {ort.__version__}, load average {load}"
-    )
+    return describe_machine(f"onnxruntime {ort.__version__}")
 
 
 def percentiles(samples_ns: list[int]) -> str:
