@@ -16,8 +16,9 @@ from typing import Literal
 from features.catalog import Sku
 from features.prefix import PrefixHasher
 from features.tokens import estimate_tokens
+from features.wire import invalid
 from simulator.text import TextTape, cut_at_stop_sequence, drawn_output_tokens, parse_sim_hints
-from simulator.wire_common import ChatRequest, invalid
+from simulator.wire_common import ChatRequest
 
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence"]
 

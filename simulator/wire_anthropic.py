@@ -18,112 +18,32 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from features.catalog import Sku
-from features.request import content_text, prompt_segments
-from simulator.wire_common import (
-    ChatRequest,
-    WireError,
-    check_block,
-    invalid,
-    json_text,
-    optional_bool,
-    optional_number,
-    parse_json_object,
-    require_int,
-    string_list,
-)
-
-ROLES = ("user", "assistant")
-
-
-def _check_system(system: object) -> None:
-    if system is None or isinstance(system, str):
-        return
-    if not isinstance(system, list):
-        raise invalid("system: Input should be a valid string or a list of text blocks", "system")
-    for index, block in enumerate(system):
-        if not isinstance(block, dict) or block.get("type") != "text":
-            raise invalid(f"system.{index}.type: Input should be 'text'", "system")
-        if not isinstance(block.get("text"), str):
-            raise invalid(f"system.{index}.text: Field required", "system")
-
-
-def _check_messages(messages: object) -> str:
-    """Validate ``messages``; returns the text of the last user message."""
-    if messages is None:
-        raise invalid("messages: Field required", "messages")
-    if not isinstance(messages, list):
-        raise invalid("messages: Input should be a valid list", "messages")
-    if not messages:
-        raise invalid("messages: at least one message is required", "messages")
-    last_user: object = ""
-    previous_role: str | None = None
-    for index, message in enumerate(messages):
-        where = f"messages.{index}"
-        if not isinstance(message, dict):
-            raise invalid(f"{where}: Input should be a valid dictionary", "messages")
-        role = message.get("role")
-        if role is None:
-            raise invalid(f"{where}.role: Field required", "messages")
-        if role not in ROLES:
-            raise invalid(f"{where}.role: Input should be 'user' or 'assistant'", "messages")
-        if index == 0 and role != "user":
-            raise invalid('messages: first message must use the "user" role', "messages")
-        if role == previous_role:
-            raise invalid(
-                f'messages: roles must alternate between "user" and "assistant", '
-                f'but found multiple "{role}" roles in a row',
-                "messages",
-            )
-        previous_role = role
-        content = message.get("content")
-        if content is None:
-            raise invalid(f"{where}.content: Field required", "messages")
-        if isinstance(content, list):
-            for j, block in enumerate(content):
-                check_block(block, f"{where}.content.{j}")
-        elif not isinstance(content, str):
-            raise invalid(f"{where}.content: Input should be a valid string or a list of blocks", "messages")
-        if role == "user":
-            last_user = content
-    return content_text(last_user)
+from features.messages_request import parse_messages_body
+from features.request import prompt_segments
+from features.wire import WireError, invalid
+from simulator.wire_common import ChatRequest, json_text
 
 
 def parse_messages_request(body: bytes, served: Mapping[str, Sku]) -> ChatRequest:
     """Validate a ``POST /v1/messages`` body against the SKUs this worker serves."""
-    document = parse_json_object(body)
-    model = document.get("model")
-    if model is None:
-        raise invalid("model: Field required", "model")
-    if not isinstance(model, str):
-        raise invalid("model: Input should be a valid string", "model")
-    max_tokens = require_int(document, "max_tokens", minimum=1)
-    last_user_text = _check_messages(document.get("messages"))
-    _check_system(document.get("system"))
-    stop_sequences = string_list(document.get("stop_sequences"), "stop_sequences")
-    temperature = optional_number(document, "temperature", 0.0, 1.0)
-    stream = optional_bool(document, "stream")
-    for key, kind in (("metadata", dict), ("tools", list)):
-        if document.get(key) is not None and not isinstance(document[key], kind):
-            raise invalid(
-                f"{key}: Input should be a valid {kind.__name__.replace('dict', 'dictionary')}", key
-            )
-    sku = served.get(model)
+    request = parse_messages_body(body)
+    sku = served.get(request.model)
     if sku is None:
-        raise WireError(404, "not_found_error", f"model: {model}", param="model")
-    if max_tokens > sku.max_output_tokens:
+        raise WireError(404, "not_found_error", f"model: {request.model}", param="model")
+    if request.max_tokens > sku.max_output_tokens:
         raise invalid(
-            f"max_tokens: {max_tokens} > {sku.max_output_tokens}, which is the maximum allowed number "
-            f"of output tokens for {model}",
+            f"max_tokens: {request.max_tokens} > {sku.max_output_tokens}, which is the maximum allowed "
+            f"number of output tokens for {request.model}",
             "max_tokens",
         )
     return ChatRequest(
-        model=model,
-        max_tokens=max_tokens,
-        segments=tuple(prompt_segments(document)),
-        last_user_text=last_user_text,
-        stop_sequences=stop_sequences,
-        stream=stream,
-        temperature=temperature,
+        model=request.model,
+        max_tokens=request.max_tokens,
+        segments=tuple(prompt_segments(request.document)),
+        last_user_text=request.last_user_text,
+        stop_sequences=request.stop_sequences,
+        stream=request.stream,
+        temperature=request.temperature,
     )
 
 

@@ -16,18 +16,17 @@ from collections.abc import Mapping
 
 from features.catalog import Sku
 from features.request import content_text
-from simulator.wire_common import (
-    ChatRequest,
+from features.wire import (
     WireError,
     check_block,
     invalid,
-    json_text,
     optional_bool,
     optional_int,
     optional_number,
     parse_json_object,
     string_list,
 )
+from simulator.wire_common import ChatRequest, json_text
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}

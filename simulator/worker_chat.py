@@ -16,10 +16,11 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
+from features.wire import WireError
 from simulator import wire_anthropic, wire_openai
 from simulator.faults import FaultKind
 from simulator.generation import plan_generation
-from simulator.wire_common import ChatRequest, WireError
+from simulator.wire_common import ChatRequest
 from simulator.worker_engine import SimulatedSequence
 from simulator.worker_http import (
     JSON_HEADERS,

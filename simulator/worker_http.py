@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
-from simulator.wire_common import WireError
+from features.wire import WireError
 
 Scope = dict[str, Any]
 Message = dict[str, Any]

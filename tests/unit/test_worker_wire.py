@@ -10,10 +10,11 @@ from features.catalog import load_catalog
 from features.prefix import PrefixHasher
 from features.request import prompt_segments
 from features.tokens import estimate_tokens
+from features.wire import WireError
 from simulator import wire_anthropic, wire_openai
 from simulator.generation import plan_generation
 from simulator.text import TextTape
-from simulator.wire_common import ChatRequest, WireError
+from simulator.wire_common import ChatRequest
 
 CATALOG = load_catalog()
 SERVED = {name: CATALOG.get(name) for name in ("claude-haiku-4-5", "claude-opus-4-5")}
