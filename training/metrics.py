@@ -15,9 +15,10 @@ import numpy as np
 import polars as pl
 
 from features.catalog import Catalog
-from router_model.policy import CandidatePrediction, PolicyParams, choose_sku
+from router_model.candidates import candidate_predictions
+from router_model.candidates import expected_costs as candidate_costs
+from router_model.policy import PolicyParams, choose_sku
 
-POLICY_TTFT_HEAD = "ttft_p90_ms"
 PACING_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 REWARD_SOURCE = "judge"  # judge scores sample requests at random; user feedback favours bad answers
 
@@ -110,20 +111,13 @@ def head_metrics(
 
 def expected_costs(frame: pl.DataFrame, output_tokens: np.ndarray, catalog: Catalog) -> np.ndarray:
     """Serving cost of each candidate row: its prompt split by expected cache hit, predicted output."""
-    prompt = frame["prompt_tokens"].to_numpy().astype(np.float64)
-    cached = prompt * np.clip(frame["expected_cache_hit"].to_numpy().astype(np.float64), 0.0, 1.0)
-    output = np.maximum(np.asarray(output_tokens, dtype=np.float64), 0.0)
-    costs = np.zeros(frame.height)
-    skus = frame["sku"].to_numpy()
-    for sku in np.unique(skus):
-        rows = skus == sku
-        costs[rows] = catalog.request_cost_usd(
-            str(sku),
-            input_tokens=prompt[rows] - cached[rows],  # type: ignore[arg-type]
-            cached_tokens=cached[rows],  # type: ignore[arg-type]
-            output_tokens=output[rows],  # type: ignore[arg-type]
-        )
-    return costs
+    return candidate_costs(
+        catalog,
+        frame["sku"].to_numpy(),
+        frame["prompt_tokens"].to_numpy(),
+        frame["expected_cache_hit"].to_numpy(),
+        output_tokens,
+    )
 
 
 def policy_choices(
@@ -136,16 +130,11 @@ def policy_choices(
     ends = np.r_[starts[1:], len(request)]
     skus = frame["sku"].to_list()
     ids = frame["request_id"].to_list()
-    quality = predictions["p_quality"].tolist()
-    ttft = predictions[POLICY_TTFT_HEAD].tolist()
-    tokens = predictions["output_tokens"].tolist()
+    candidates_all = candidate_predictions(skus, predictions, costs)
     cost = costs.tolist()
     chosen, chosen_cost = [], []
     for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-        candidates = [
-            CandidatePrediction(skus[i], quality[i], ttft[i], tokens[i], cost[i]) for i in range(start, end)
-        ]
-        sku = choose_sku(candidates, params, 0.0).chosen_sku
+        sku = choose_sku(candidates_all[start:end], params, 0.0).chosen_sku
         chosen.append(sku)
         chosen_cost.append(cost[start + skus[start:end].index(sku)])
     return pl.DataFrame(
