@@ -31,11 +31,12 @@ unit: setup
 integration: setup
 	$(BIN)/pytest tests/integration
 
-# For now: the simulated worker fleet from the catalog (the API arrives with the inference-API issue).
+# On a fresh machine: bootstrap + train if no champion, materialize Feast, start workers and the API.
 serve: setup
-	$(BIN)/switchyard workers up
+	$(BIN)/switchyard serve --all
 
-workers: serve
+workers: setup
+	$(BIN)/switchyard workers up
 
 # Simulated logs to learn from; skipped when a finished bootstrap is already there.
 bootstrap: setup
@@ -57,3 +58,16 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# Realistic simulated traffic through the gateway `make serve` runs, with a live table and the judge.
+DEMO_RATE     ?= 10
+DEMO_DURATION ?= 120
+.PHONY: demo
+demo: setup
+	$(BIN)/switchyard demo --url http://127.0.0.1:8080 --keys .switchyard/tenant-keys.json --bootstrap $(LOGS) \
+		--rate $(DEMO_RATE) --duration $(DEMO_DURATION)
+
+# The gateway's added latency, throughput and router decision time on this machine.
+.PHONY: bench-gateway
+bench-gateway: setup
+	$(BIN)/python bench/gateway_overhead.py

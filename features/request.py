@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from features.catalog import Sku
 from features.prefix import prefix_block_hashes
 from features.schema import CANDIDATE_FEATURES, REQUEST_FEATURES
-from features.text_signals import detect_script, has_code, keyword_task_type
+from features.task_classifier import predict_task_type
+from features.text_signals import detect_script, has_code
 from features.tokens import estimate_tokens
 
 
@@ -76,7 +77,7 @@ def facts_from_request(payload: Mapping[str, object]) -> RequestFacts:
         has_tools=bool(payload.get("tools")),
         stream=bool(payload.get("stream")),
         script=detect_script(last_user),
-        task_type=keyword_task_type(last_user),
+        task_type=predict_task_type(last_user),
         prefix_hashes=tuple(prefix_block_hashes(segments)),
     )
 

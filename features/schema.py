@@ -18,7 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-FEATURE_SCHEMA_VERSION = "1"
+FEATURE_SCHEMA_VERSION = "2"
+"""History (docs/data-model.md, Versioning): 1 the first schema, ``task_type`` from keyword rules;
+2 ``task_type`` from the trained task-type classifier (``features.task_classifier``)."""
 
 TASK_TYPES: tuple[str, ...] = (
     "chat",

@@ -122,3 +122,144 @@ class PolicySettings(BaseSettings):
         return ResidencyRules(
             fallback_regions={home: tuple(regions) for home, regions in self.fallback_regions.items()}
         )
+
+
+class WorkerSettings(BaseSettings):
+    """The gateway's client to the model workers (``serving.workers.WorkerPool``).
+
+    Timeouts, for LLM serving: ``connect_timeout_s`` is short because workers sit on the same
+    network (a refused or unroutable endpoint should fail over at once);
+    ``first_event_timeout_s`` bounds a streamed attempt up to its ``message_start`` — long
+    enough for a 200K-token prefill on the slowest SKU plus queueing (callers pass a tighter
+    per-attempt value when the router predicts a short TTFT); ``idle_timeout_s`` bounds the
+    silence between chunks once a stream flows (decode steps arrive every few tens of ms;
+    30 s of nothing is a stalled worker); ``response_timeout_s`` bounds a non-streamed
+    attempt (vLLM sends nothing until it is done). The caller's absolute deadline applies on
+    top of all of them. ``keepalive_expiry_s`` stays below vLLM's 5 s server keep-alive so
+    the client never reuses a connection the server is closing.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHYARD_WORKERS_", frozen=True)
+
+    deployment_file: Path | None = Field(
+        default=None, description="the deployment map; None: features.deployment.DEFAULT_DEPLOYMENT_PATH"
+    )
+    connect_timeout_s: float = Field(default=1.0, gt=0)
+    write_timeout_s: float = Field(default=10.0, gt=0, description="sending the request body")
+    pool_timeout_s: float = Field(default=1.0, gt=0, description="waiting for a free pooled connection")
+    first_event_timeout_s: float = Field(default=60.0, gt=0, description="stream: request → message_start")
+    idle_timeout_s: float = Field(default=30.0, gt=0, description="stream: longest gap between chunks")
+    response_timeout_s: float = Field(default=600.0, gt=0, description="non-stream: the whole response")
+    max_connections: int = Field(default=4096, ge=1, description="open connections to all workers")
+    max_keepalive_connections: int = Field(default=1024, ge=0, description="idle connections kept")
+    keepalive_expiry_s: float = Field(default=4.0, ge=0)
+    breaker_failure_threshold: int = Field(default=5, ge=1, description="consecutive failures that open")
+    breaker_cooldown_s: float = Field(default=10.0, ge=0, description="open → one probe after this long")
+    breaker_probe_timeout_s: float = Field(
+        default=90.0, gt=0, description="a probe without a verdict after this long is presumed lost"
+    )
+
+
+class GatewaySettings(BaseSettings):
+    """The gateway itself: where its router, logs and features come from, and its request limits.
+
+    ``mlruns`` is the MLflow store (``sqlite:///<mlruns>/mlflow.db``) whose ``champion`` alias
+    of ``switchyard-router`` is served and polled every ``router_poll_s``; ``router_model_file``
+    serves a fixed ONNX artifact instead (benchmarks, air-gapped deployments). ``feature_repo``
+    is a Feast repo with a materialized online store; without it, store features are NaN
+    (exactly as training sees a missing value). ``log_dir`` receives the event log in the
+    layout training reads.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHYARD_GATEWAY_", frozen=True)
+
+    mlruns: Path | None = Field(default=Path("mlruns"), description="MLflow store with the champion")
+    router_model_file: Path | None = Field(default=None, description="serve this ONNX router, no polling")
+    router_poll_s: float = Field(default=10.0, gt=0)
+    feature_repo: Path | None = Field(default=None, description="Feast repo (online store materialized)")
+    log_dir: Path = Field(default=Path("data/gateway-logs"))
+    max_attempts: int = Field(default=3, ge=1, description="worker attempts per request, fallbacks included")
+    request_timeout_s: float = Field(default=600.0, gt=0)
+    prompt_cache_ttl_s: float = Field(default=300.0, gt=0, description="how long a deployment holds a prefix")
+    policy_epsilon: float = Field(default=0.05, ge=0, le=1, description="exploration share")
+    policy_latency_multiplier: float = Field(default=0.5, ge=0)
+    initial_cost_multiplier: float = Field(default=0.25, ge=0, description="λ before the pacer has data")
+    budget_usd: float = Field(default=0.012, gt=0, description="serving cost budget per request")
+    slo_ttft_ms: float = Field(default=900.0, gt=0)
+    seed: int | None = Field(default=None, description="exploration RNG seed (None: random)")
+
+
+class FeatureStoreSettings(BaseSettings):
+    """The Feast online store the gateway reads store features from and pushes live stats to.
+
+    ``repo_path`` is an applied feature repo (``feast apply``); ``yaml`` picks another config in
+    it, e.g. ``feature_store.redis.yaml`` for several replicas sharing one online store. The TTLs
+    are the in-process cache's (``serving.store_features.StoreCachePolicy``): tenant and
+    tenant × SKU values change hourly at most, live SKU stats every push.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHYARD_FEAST_", frozen=True)
+
+    repo_path: Path = Field(default=Path("feature_repo"), description="an applied Feast repo")
+    yaml: Path | None = Field(default=None, description="another feature_store.yaml, relative to the repo")
+    tenant_ttl_s: float = Field(default=60.0, ge=0)
+    sku_live_ttl_s: float = Field(default=2.0, ge=0)
+    tenant_sku_ttl_s: float = Field(default=60.0, ge=0)
+    fetch_timeout_s: float = Field(default=0.010, gt=0, description="async reads wait this long for Feast")
+    error_backoff_s: float = Field(default=1.0, ge=0, description="no Feast calls this long after a failure")
+    max_keys_per_group: int = Field(default=200_000, ge=1)
+    push_period_s: float = Field(default=5.0, gt=0, description="live stats push period")
+    live_max_rows: int = Field(default=1_000_000, ge=1, description="attempts kept for live stats")
+
+    def cache_policy(self):  # -> serving.store_features.StoreCachePolicy
+        from serving.store_features import StoreCachePolicy
+
+        return StoreCachePolicy(
+            tenant_ttl_s=self.tenant_ttl_s,
+            sku_live_ttl_s=self.sku_live_ttl_s,
+            tenant_sku_ttl_s=self.tenant_sku_ttl_s,
+            fetch_timeout_s=self.fetch_timeout_s,
+            error_backoff_s=self.error_backoff_s,
+            max_keys_per_group=self.max_keys_per_group,
+        )
+
+
+class EventLogSettings(BaseSettings):
+    """The event log's batching and memory limits (``serving.eventlog.EventLog``).
+
+    Where it writes is ``GatewaySettings.log_dir``. ``flush_interval_s`` is also the most a
+    SIGKILL loses in a healthy state (plus one write's duration); ``max_queued`` pending records
+    spill to the disk spool; past ``max_retained`` held in memory (the disk refusing both Parquet
+    and the spool), new records are dropped, counted and logged. A DecisionRecord with a dozen
+    candidates holds ~4 KB, so the default ``max_retained`` is ~400 MB at worst.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHYARD_EVENTLOG_", frozen=True)
+
+    flush_interval_s: float = Field(default=1.0, gt=0, description="seal and write pending records")
+    max_batch: int = Field(default=5_000, ge=1, description="write as soon as this many are pending")
+    max_queued: int = Field(default=20_000, ge=1, description="pending records before spilling to the spool")
+    max_retained: int = Field(default=100_000, ge=1, description="records held in memory before dropping")
+    retry_interval_s: float = Field(default=1.0, ge=0, description="first backoff after a failed write")
+    max_retry_interval_s: float = Field(default=30.0, ge=0, description="the backoff doubles up to this")
+
+    @model_validator(mode="after")
+    def _valid_limits(self) -> EventLogSettings:
+        if not self.max_batch <= self.max_queued <= self.max_retained:
+            raise ValueError("need max_batch <= max_queued <= max_retained")
+        if self.max_retry_interval_s < self.retry_interval_s:
+            raise ValueError("need retry_interval_s <= max_retry_interval_s")
+        return self
+
+    def event_log(self, root: Path):  # -> serving.eventlog.EventLog (imported here: append-only file)
+        from serving.eventlog import EventLog
+
+        return EventLog(
+            root,
+            flush_interval_s=self.flush_interval_s,
+            max_batch=self.max_batch,
+            max_queued=self.max_queued,
+            max_retained=self.max_retained,
+            retry_interval_s=self.retry_interval_s,
+            max_retry_interval_s=self.max_retry_interval_s,
+        )

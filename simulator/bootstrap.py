@@ -56,7 +56,7 @@ from simulator.logging_policy import (
 )
 from simulator.outcomes import OutcomeParams, RequestOutcomes, simulate_outcomes
 from simulator.prompt_cache_ttl import ServedEvents, tail_after
-from simulator.prompts import HintTables
+from simulator.served_signals import ServedSignals
 from simulator.workload import (
     US_PER_DAY,
     US_PER_S,
@@ -66,7 +66,7 @@ from simulator.workload import (
     iter_request_windows,
     request_feature_matrix,
 )
-from simulator.world import TenantParams, World, build_world
+from simulator.world import TenantParams, World, build_world, splitmix64
 
 MANIFEST_NAME = "_manifest.json"
 SUCCESS_NAME = "_SUCCESS"
@@ -134,17 +134,10 @@ class BootstrapSummary:
         self.list_price_usd += float(price.sum())
 
 
-def _splitmix64(values: np.ndarray) -> np.ndarray:
-    z = values.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
 def conversation_keys(seed: int, conversation_id: np.ndarray) -> pa.Array:
     """A stable opaque key per conversation (serving hashes tenant + first user turn; no text here)."""
-    salt = np.uint64(_splitmix64(np.array([seed]))[0])
-    hashed = _splitmix64(conversation_id.astype(np.uint64) ^ salt)
+    salt = np.uint64(splitmix64(np.array([seed]))[0])
+    hashed = splitmix64(conversation_id.astype(np.uint64) ^ salt)
     return pa.array([f"{value:016x}" for value in hashed.tolist()], type=pa.string())
 
 
@@ -165,7 +158,7 @@ def simulate_window(
     first_request: int,
     policy: LoggingPolicyConfig,
     outcome_params: OutcomeParams,
-    hints: HintTables,
+    signals: ServedSignals,
     cache_tail: ServedEvents,
 ) -> WindowRecords:
     """Decisions and outcomes of one window's requests (column-wise)."""
@@ -174,7 +167,7 @@ def simulate_window(
     n = len(requests)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2, window.index]))
     tenants = world.columns
-    facts = facts_columns(world, requests, hints)
+    facts = facts_columns(world, requests, signals)
     skus = SkuAttributes.from_skus(catalog.skus)
     eligible = world.tenant_sku_mask[requests.tenant] & context_fits(
         skus, requests.prompt_tokens, requests.max_tokens
@@ -229,7 +222,7 @@ def simulate_window(
         priors=priors,
         chosen=chosen,
         attempt_skus=attempt_skus,
-        replica=(_splitmix64(requests.conversation_id) % np.uint64(outcome_params.replicas_per_sku)).astype(
+        replica=(splitmix64(requests.conversation_id) % np.uint64(outcome_params.replicas_per_sku)).astype(
             np.int64
         ),
         outcomes=outcomes,
@@ -333,7 +326,7 @@ def iter_window_records(run: BootstrapRun) -> Iterator[tuple[RequestWindow, Wind
     evaluation replays it to regenerate the ground truth of logged requests.
     """
     config, world = run.config, run.world
-    hints = HintTables.build()
+    signals = ServedSignals.build()
     ttl_us = int(world.params.cache_ttl_s * US_PER_S)
     first_request = 0
     tail = ServedEvents.empty()
@@ -352,7 +345,7 @@ def iter_window_records(run: BootstrapRun) -> Iterator[tuple[RequestWindow, Wind
             first_request=first_request,
             policy=run.policy,
             outcome_params=run.outcome_params,
-            hints=hints,
+            signals=signals,
             cache_tail=tail,
         )
         yield window, records

@@ -1,100 +1,33 @@
-"""A fleet of simulated workers from the SKU catalog, and the deployment map the gateway reads.
+"""A fleet of simulated workers from the SKU catalog, and the deployment map it writes.
 
 Plan: every SKU is deployed in every region the catalog lists for it, ``replicas`` times.
 Each (SKU, region, replica) is one *endpoint*: a worker app serving that one SKU on its own
 loopback port, as one vLLM server serves one model. Endpoints are dealt round-robin to
 ``processes`` OS processes; a process serves all its endpoints from one event loop.
 
-The deployment map (``.switchyard/deployment.json`` by default) is what the gateway reads::
-
-    {
-      "version": 1,
-      "created_at": "2025-01-01T00:00:00+00:00",
-      "time_scale": 1.0,
-      "deployments": [
-        {"sku": "claude-haiku-4-5", "region": "eu", "endpoints": ["http://127.0.0.1:8117"]},
-        ...
-      ]
-    }
-
-An endpoint URL is a base URL: clients append ``/v1/messages``, ``/metrics`` and so on.
-:func:`load_deployment` validates the file and answers ``endpoints(sku, region)``.
+:meth:`FleetPlan.deployment_map` is what the gateway reads; the map's model, file format and
+``load_deployment`` / ``write_deployment`` live in ``features.deployment`` (the shared contract).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from features.catalog import REGIONS, Catalog
+
+# DEFAULT_DEPLOYMENT_PATH and write_deployment are re-exported for switchyard_cli.workers.
+from features.deployment import DEFAULT_DEPLOYMENT_PATH as DEFAULT_DEPLOYMENT_PATH
+from features.deployment import DeploymentMap, SkuDeployment
+from features.deployment import write_deployment as write_deployment
 from simulator.worker import WorkerConfig
-
-DEFAULT_DEPLOYMENT_PATH = Path(".switchyard/deployment.json")
-
-
-class DeploymentError(ValueError):
-    """The deployment map is missing or invalid."""
-
-
-class SkuDeployment(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    sku: str
-    region: str
-    endpoints: tuple[str, ...] = Field(min_length=1)
-
-
-class DeploymentMap(BaseModel):
-    """Where each SKU is served, per region: (sku, region) -> endpoint base URLs."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    version: Literal[1] = 1
-    created_at: str = Field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
-    time_scale: float = 1.0
-    deployments: tuple[SkuDeployment, ...] = ()
-
-    def endpoints(self, sku: str, region: str) -> tuple[str, ...]:
-        """Endpoint base URLs of ``sku`` in ``region`` (empty if it is not deployed there)."""
-        for deployment in self.deployments:
-            if deployment.sku == sku and deployment.region == region:
-                return deployment.endpoints
-        return ()
-
-    def skus_in(self, region: str) -> tuple[str, ...]:
-        return tuple(d.sku for d in self.deployments if d.region == region)
-
-
-def load_deployment(path: Path | str = DEFAULT_DEPLOYMENT_PATH) -> DeploymentMap:
-    """Read and validate a deployment map written by ``switchyard workers up``."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise DeploymentError(f"{path}: cannot read the deployment map: {error.strerror}") from None
-    try:
-        return DeploymentMap.model_validate_json(text)
-    except ValidationError as error:
-        raise DeploymentError(f"{path}: invalid deployment map: {error}") from None
-
-
-def write_deployment(deployment: DeploymentMap, path: Path | str = DEFAULT_DEPLOYMENT_PATH) -> Path:
-    """Write the map atomically (temp file + rename); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(deployment.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
-    return path
 
 
 class Endpoint(BaseModel):

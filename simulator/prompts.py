@@ -2,30 +2,36 @@
 
 Every text is deterministic for its seed and has an exact UTF-8 byte length, so
 ``features.tokens.estimate_tokens`` (one token per 4 bytes) of a rendered segment equals the
-token count the simulation chose for it. The padding vocabulary contains none of the
-keywords of ``features.text_signals.keyword_task_type`` and none of the patterns of
-``has_code``, so the serving-side signals read only the lead sentence and the code snippet;
-:func:`task_hint` and :func:`lead_has_code` compute those signals from the lead alone, which
-is how the bootstrap's fast path gets the same facts serving would compute from the text.
+token count the simulation chose for it.
+
+A user turn is its lead sentence (and code snippet), padding, and the marker. The padding
+(also every system prompt and earlier answer) is read cyclically out of a fixed per-script
+:class:`PaddingCorpus`, from an offset its seed picks: any window of it is a slice or two of
+one string, so :mod:`simulator.served_signals` can score the task-type classifier's window of
+a million turns from cached sums without rendering them. The padding vocabulary contains
+none of the patterns of ``has_code`` (and none of the old keyword hint's words), so
+``has_code`` reads only the lead and the snippet.
 
 The last user turn ends with a ground-truth marker for the simulated worker,
 ``[[sim out=350 task=1 difficulty=0.70]]``: ``out`` is the number of output tokens to
 produce, ``task`` the index of the true task in ``features.schema.TASK_TYPES`` (an index,
-not the name: names such as "code" or "extraction" would be read by the keyword task hint
-and leak the ground truth into the router's features) and ``difficulty`` in 0..1.
+not the name: the router's text features read the marker, and names such as "code" or
+"extraction" would leak the ground truth; the classifier maps every digit to 0) and
+``difficulty`` in 0..1.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
 from features.schema import TASK_TYPES
-from features.text_signals import has_code, keyword_task_type
+from features.text_signals import has_code
 from features.tokens import BYTES_PER_TOKEN
-from simulator.world import stable_seed
+from simulator.world import splitmix64, stable_seed
 
 PROMPT_SCRIPTS: tuple[str, ...] = (
     "latin",
@@ -34,8 +40,8 @@ PROMPT_SCRIPTS: tuple[str, ...] = (
     "arabic",
 )  # a subset of features.schema.SCRIPTS
 
-# English lead sentences per task. Most contain a keyword of the serving-side hint for their task;
-# a few do not, or contain another task's keyword, so the hint is right most but not all of the time.
+# English lead sentences per task (written for the v1 keyword hint: most contain a keyword of their
+# task, a few none or another task's).
 LEAD_TEMPLATES: dict[str, tuple[str, ...]] = {
     "chat": (
         "Hey, how are you doing today?",
@@ -104,11 +110,12 @@ LEAD_TEMPLATES: dict[str, tuple[str, ...]] = {
 }
 TEMPLATES_PER_TASK = 6
 # Non-Latin leads are pseudo-words in the script; these templates code-switch to an English
-# technical word (as real users do), which the keyword hint then picks up.
+# technical word (as real users do).
 CODE_SWITCH_WORDS: dict[tuple[str, int], str] = {("code", 0): "Python", ("extraction", 1): "JSON"}
 
 CODE_SNIPPET = "```\nresult = total + offset\nprint(result)\n```"
 MIN_USER_TOKENS = 96  # room for the lead, a code snippet and the marker, with padding to spare
+PADDING_CORPUS_BYTES = 1 << 15  # per script; padding longer than this repeats it
 
 # Padding vocabulary: no keyword of keyword_task_type inside a word, no word ending in the first
 # word of a multi-word keyword ("write a", "list all", ...), nothing has_code() matches.
@@ -181,33 +188,81 @@ def _script_words(rng: np.random.Generator, script: str, n_chars: int) -> str:
     return with_spaces.astype("<u4").tobytes().decode("utf-32-le")
 
 
-def _latin_words(rng: np.random.Generator, n_bytes: int) -> str:
-    """Filler sentences of at least ``n_bytes`` ASCII bytes."""
-    count = n_bytes // 5 + 8
+def _latin_words(rng: np.random.Generator, count: int) -> str:
+    """``count`` filler words, a full stop after every twelfth."""
     chosen = [FILLER_WORDS[i] for i in rng.integers(0, len(FILLER_WORDS), size=count).tolist()]
     for sentence_end in range(11, count, 12):
         chosen[sentence_end] += "."
-    text = " ".join(chosen)
-    while len(text) < n_bytes:
-        text += " " + _latin_words(rng, n_bytes - len(text))
-    return text
+    return " ".join(chosen)
+
+
+@dataclass(frozen=True, eq=False)
+class PaddingCorpus:
+    """A script's padding text, read cyclically: ``text`` twice over, so any slice shorter than
+    ``text`` starts at an offset below ``chars`` and is contiguous."""
+
+    doubled: str
+    byte_offsets: np.ndarray  # int64 [len(doubled) + 1]: UTF-8 offset of each character of ``doubled``
+
+    @property
+    def chars(self) -> int:
+        return len(self.doubled) // 2
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.byte_offsets[self.chars])
+
+    def offsets(self, seeds: np.ndarray) -> np.ndarray:
+        """The character offset each padding seed (uint64) starts reading at."""
+        return (splitmix64(np.asarray(seeds, dtype=np.uint64)) % np.uint64(self.chars)).astype(np.int64)
+
+    def chars_within(self, start: np.ndarray, n_bytes: np.ndarray) -> np.ndarray:
+        """How many characters from ``start`` fit in ``n_bytes`` (< ``nbytes``) bytes."""
+        stop = np.searchsorted(self.byte_offsets, self.byte_offsets[start] + n_bytes, side="right") - 1
+        return stop - start
+
+
+@cache
+def padding_corpus(script: str) -> PaddingCorpus:
+    """``PADDING_CORPUS_BYTES`` of filler words (Latin) or pseudo-words, ending with a space."""
+    rng = _rng(stable_seed("padding-corpus", script))
+    if script == "latin":
+        text = _latin_words(rng, PADDING_CORPUS_BYTES // 6) + " "
+    else:
+        _, _, width = _SCRIPT_RANGES[script]
+        words = _script_words(rng, script, PADDING_CORPUS_BYTES // width)
+        text = words[: words.rindex(" ")] + " "
+    doubled = text + text
+    widths = [len(char.encode("utf-8")) for char in doubled]
+    return PaddingCorpus(doubled, np.concatenate([[0], np.cumsum(widths)]).astype(np.int64))
 
 
 def filler(seed: int, n_bytes: int, script: str = "latin") -> str:
-    """Deterministic padding text of exactly ``n_bytes`` UTF-8 bytes."""
+    """Deterministic padding of exactly ``n_bytes`` UTF-8 bytes: the script's corpus read
+    cyclically from the seed's offset, then up to two spaces where a character would not fit."""
     if n_bytes <= 0:
         return ""
-    rng = _rng(seed)
-    if script == "latin":
-        return _latin_words(rng, n_bytes)[:n_bytes]
-    _, _, width = _SCRIPT_RANGES[script]
-    text = _script_words(rng, script, n_bytes // width + 2)
-    widths = np.where(np.frombuffer(text.encode("utf-32-le"), dtype="<u4") == 0x20, 1, width)
-    keep = int(np.searchsorted(np.cumsum(widths), n_bytes, side="right"))
-    body = text[:keep]
-    return body + " " * (n_bytes - len(body.encode("utf-8")))
+    corpus = padding_corpus(script)
+    start = int(corpus.offsets(np.array([seed], dtype=np.uint64))[0])
+    cycles, rest = divmod(n_bytes, corpus.nbytes)
+    count = int(corpus.chars_within(np.array([start]), np.array([rest]))[0])
+    body = corpus.doubled[start : start + corpus.chars] * cycles + corpus.doubled[start : start + count]
+    used = int(corpus.byte_offsets[start + count] - corpus.byte_offsets[start])
+    return body + " " * (rest - used)
 
 
+def user_turn_seeds(world_seed: int, conversation_id: np.ndarray, turn: np.ndarray) -> np.ndarray:
+    """The padding seed (uint64) of each user turn; vectorised, as the bootstrap needs it."""
+    salt = np.uint64(stable_seed("user-turn", world_seed))
+    turns = np.asarray(turn).astype(np.uint64)
+    return splitmix64(splitmix64(np.asarray(conversation_id).astype(np.uint64) ^ salt) ^ turns)
+
+
+def user_turn_seed(world_seed: int, conversation_id: int, turn: int) -> int:
+    return int(user_turn_seeds(world_seed, np.array([conversation_id]), np.array([turn]))[0])
+
+
+@cache
 def lead_sentence(script: str, task: str, template: int) -> str:
     """The instruction that opens a user turn: an English template, or pseudo-words in the script."""
     if script == "latin":
@@ -217,25 +272,21 @@ def lead_sentence(script: str, task: str, template: int) -> str:
     return f"{words} {switch} {words[:8]}".strip() if switch else words
 
 
-def _visible_lead(script: str, task: str, template: int, code: bool) -> str:
+def visible_lead(script: str, task: str, template: int, code: bool) -> str:
+    """What opens a user turn: the lead sentence, then the code snippet if it has one."""
     lead = lead_sentence(script, task, template)
     return f"{lead}\n\n{CODE_SNIPPET}" if code else lead
 
 
-def task_hint(script: str, task: str, template: int, code: bool) -> str:
-    """What serving's keyword task hint reads from a user turn opened by this lead."""
-    return keyword_task_type(_visible_lead(script, task, template, code))
-
-
 def lead_has_code(script: str, task: str, template: int, code: bool) -> bool:
-    return has_code(_visible_lead(script, task, template, code))
+    return has_code(visible_lead(script, task, template, code))
 
 
 def user_turn_text(
     seed: int, *, script: str, task: str, template: int, code: bool, tokens: int, marker: str | None
 ) -> str:
     """A user turn of exactly ``tokens`` estimated tokens: lead, snippet, padding, marker."""
-    head = _visible_lead(script, task, template, code) + "\n\n"
+    head = visible_lead(script, task, template, code) + "\n\n"
     tail = f"\n\n{marker}" if marker else ""
     padding = tokens * BYTES_PER_TOKEN - len(head.encode("utf-8")) - len(tail.encode("utf-8"))
     if padding < 0:
@@ -243,29 +294,31 @@ def user_turn_text(
     return head + filler(seed, padding, script) + tail
 
 
+def conversation_user_turn(
+    world_seed: int,
+    conversation_id: int,
+    turn: int,
+    *,
+    script: str,
+    task: str,
+    template: int,
+    code: bool,
+    tokens: int,
+    output_tokens: int,
+    difficulty: float,
+) -> str:
+    """User turn ``turn`` of a simulated conversation, marker included, exactly as it is sent."""
+    return user_turn_text(
+        user_turn_seed(world_seed, conversation_id, turn),
+        script=script,
+        task=task,
+        template=template,
+        code=code,
+        tokens=tokens,
+        marker=sim_marker(output_tokens, task, difficulty),
+    )
+
+
 def plain_text(seed: int, tokens: int) -> str:
     """Latin filler of exactly ``tokens`` estimated tokens (system prompts, assistant turns)."""
     return filler(seed, tokens * BYTES_PER_TOKEN, "latin")
-
-
-@dataclass(frozen=True)
-class HintTables:
-    """The serving-side signals of every lead, as lookup arrays [script, task, template, code]."""
-
-    task_hint: np.ndarray  # index into TASK_TYPES
-    has_code: np.ndarray
-
-    @classmethod
-    def build(cls) -> HintTables:
-        shape = (len(PROMPT_SCRIPTS), len(TASK_TYPES), TEMPLATES_PER_TASK, 2)
-        hints = np.zeros(shape, dtype=np.int64)
-        code = np.zeros(shape, dtype=bool)
-        for s, script in enumerate(PROMPT_SCRIPTS):
-            for t, task in enumerate(TASK_TYPES):
-                for template in range(TEMPLATES_PER_TASK):
-                    for snippet in (False, True):
-                        hints[s, t, template, int(snippet)] = TASK_TYPES.index(
-                            task_hint(script, task, template, snippet)
-                        )
-                        code[s, t, template, int(snippet)] = lead_has_code(script, task, template, snippet)
-        return cls(task_hint=hints, has_code=code)

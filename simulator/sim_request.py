@@ -19,18 +19,12 @@ import numpy as np
 
 from features.request import RequestFacts
 from features.schema import REQUEST_FEATURES, SCRIPTS, SURFACES, TASK_TYPES, TENANT_TIERS
-from simulator.prompts import (
-    PROMPT_SCRIPTS,
-    HintTables,
-    lead_has_code,
-    plain_text,
-    sim_marker,
-    task_hint,
-    user_turn_text,
-)
+from features.task_classifier import predict_task_type
+from simulator.prompts import PROMPT_SCRIPTS, conversation_user_turn, lead_has_code, plain_text
 from simulator.world import Tenant, World, stable_seed
 
 if TYPE_CHECKING:
+    from simulator.served_signals import ServedSignals
     from simulator.workload import TurnTable
 
 
@@ -47,13 +41,12 @@ class FactsColumns:
     has_tools: np.ndarray
     stream: np.ndarray
     script: np.ndarray  # index into features.schema.SCRIPTS
-    task_type: np.ndarray  # index into TASK_TYPES: the keyword hint, not the truth
+    task_type: np.ndarray  # index into TASK_TYPES: the classifier's reading, not the truth
     tenant_tier: np.ndarray  # index into TENANT_TIERS
     surface: np.ndarray  # index into SURFACES
 
 
-def facts_columns(world: World, table: TurnTable, hints: HintTables) -> FactsColumns:
-    code = table.code.astype(np.int64)
+def facts_columns(world: World, table: TurnTable, signals: ServedSignals) -> FactsColumns:
     script_in_schema = np.array([SCRIPTS.index(name) for name in PROMPT_SCRIPTS])
     return FactsColumns(
         prompt_tokens=table.prompt_tokens,
@@ -61,11 +54,11 @@ def facts_columns(world: World, table: TurnTable, hints: HintTables) -> FactsCol
         last_user_tokens=table.user_tokens,
         turns=table.turn,
         max_tokens=table.max_tokens,
-        has_code=hints.has_code[table.script, table.task, table.template, code],
+        has_code=signals.code_flags(table),
         has_tools=table.has_tools,
         stream=table.stream,
         script=script_in_schema[table.script],
-        task_type=hints.task_hint[table.script, table.task, table.template, code],
+        task_type=signals.task_types(world.seed, table),
         tenant_tier=world.columns.tier[table.tenant],
         surface=world.columns.surface[table.tenant],
     )
@@ -118,12 +111,24 @@ class SimRequest:
     def expected_output_tokens(self) -> int:
         return self.output_tokens[-1]
 
-    @property
-    def task_hint(self) -> str:
-        return task_hint(self.script, self.task, self.templates[-1], self.code_snippets[-1])
+    def user_text(self, turn: int) -> str:
+        """The user message of ``turn`` (1-based), marker included, exactly as it is sent."""
+        index = turn - 1
+        return conversation_user_turn(
+            self.world_seed,
+            self.conversation_id,
+            turn,
+            script=self.script,
+            task=self.task,
+            template=self.templates[index],
+            code=self.code_snippets[index],
+            tokens=self.user_tokens[index],
+            output_tokens=self.output_tokens[index],
+            difficulty=self.difficulty,
+        )
 
     def facts(self) -> RequestFacts:
-        """The request facts without rendering text (prefix hashes are left empty)."""
+        """The request facts, rendering only the last user turn (prefix hashes are left empty)."""
         return RequestFacts(
             prompt_tokens=self.prompt_tokens,
             system_tokens=self.tenant.system_prompt_tokens,
@@ -134,7 +139,7 @@ class SimRequest:
             has_tools=self.has_tools,
             stream=self.stream,
             script=self.script,
-            task_type=self.task_hint,
+            task_type=predict_task_type(self.user_text(self.turn)),
         )
 
 
@@ -161,17 +166,7 @@ def render_payload(request: SimRequest) -> dict[str, object]:
     messages: list[dict[str, object]] = []
     for index in range(request.turn):
         turn = index + 1
-        marker = sim_marker(request.output_tokens[index], request.task, request.difficulty)
-        user_text = user_turn_text(
-            stable_seed(request.world_seed, request.conversation_id, turn, "user"),
-            script=request.script,
-            task=request.task,
-            template=request.templates[index],
-            code=request.code_snippets[index],
-            tokens=request.user_tokens[index],
-            marker=marker,
-        )
-        messages.append({"role": "user", "content": user_text})
+        messages.append({"role": "user", "content": request.user_text(turn)})
         if turn < request.turn:
             answer = plain_text(
                 stable_seed(request.world_seed, request.conversation_id, turn, "assistant"),

@@ -131,6 +131,14 @@ def stable_seed(*parts: object) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
+def splitmix64(values: np.ndarray) -> np.ndarray:
+    """SplitMix64's finalizer, element-wise over uint64 (a vectorised stable hash of integers)."""
+    z = values.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
 def entitled_skus(catalog: Catalog, tier: str, params: TenantParams) -> tuple[str, ...]:
     allowed = params.entitled_sku_tiers[tier]
     long_context = tier in params.long_context_tiers

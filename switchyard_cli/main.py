@@ -3,6 +3,8 @@
 import typer
 
 from switchyard_cli.bootstrap import bootstrap_command
+from switchyard_cli.demo import demo_command
+from switchyard_cli.serve import serve_command
 from switchyard_cli.train import feature_tables_command, train_command
 from switchyard_cli.workers import workers_app
 
@@ -11,5 +13,7 @@ app = typer.Typer(
 )
 app.add_typer(workers_app, name="workers")
 app.command("bootstrap")(bootstrap_command)
+app.command("serve")(serve_command)
 app.command("train")(train_command)
 app.command("feature-tables")(feature_tables_command)
+app.command("demo")(demo_command)

@@ -3,7 +3,8 @@
 Both routers are scored through their ONNX artifacts (what serving would run) on the same
 held-out rows, replayed with the same policy code, and valued with the same SNIPS estimator.
 On bootstrap logs (a simulated world) the learned policy is also compared with the baselines
-on the *true* quality, cost and TTFT (``eval.simulated``), and traced over λ.
+on the *true* quality, cost and TTFT (``eval.simulated``), traced over λ, and matched to each
+baseline's cost per request (``eval.matched_cost``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from training.train import TrainParams, fit_quality_head
 
 MANIFEST = "_manifest.json"  # a bootstrap's manifest: the logs come from the simulated world
 BASELINE_METRICS = ("quality", "cost_per_request_usd", "ttft_p99_ms", "slo_miss_share")
+# λ of the learned frontier: 0 (cost ignored; the SLO filter and latency penalty still apply) up to
+# 64, where cost outweighs any quality difference, so the frontier spans the baselines' costs.
+FRONTIER_LAMBDAS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,7 +113,9 @@ def simulated_tables(
     seed: int,
     other_choices: dict[str, pl.DataFrame | None] | None = None,
 ) -> tuple[dict[str, pl.DataFrame], dict[str, float]]:
-    """Baselines and the λ frontier on the true quality, cost and TTFT of the simulated world."""
+    """Baselines, the λ frontier (``lambdas`` and the candidate's paced λ) and the matched-cost table on
+    the true quality, cost and TTFT of the simulated world."""
+    from eval.matched_cost import matched_cost_metrics, matched_cost_table
     from eval.simulated import compare_policies, evaluate_choices, frontier, load_evaluation_set
 
     world = load_evaluation_set(logs, split.test_start, noise_seed=seed)
@@ -136,10 +142,15 @@ def simulated_tables(
             }
 
     def choices_for(lam: float) -> pl.DataFrame:
+        if lam == candidate.params.cost_multiplier:
+            return candidate.choices  # the paced policy: already replayed
         params = replace(candidate.params, cost_multiplier=lam)
         return policy_choices(held_out.rows.frame, candidate.predictions, candidate.costs, params)
 
-    return {"baselines": baselines, "frontier": frontier(world, choices_for, lambdas)}, metrics
+    points = frontier(world, choices_for, sorted({*lambdas, candidate.params.cost_multiplier}))
+    matched = matched_cost_table(points, baselines)
+    metrics |= matched_cost_metrics(matched)
+    return {"baselines": baselines, "frontier": points, "matched_cost": matched}, metrics
 
 
 def reliability(held_out: HeldOut, evaluation: RouterEvaluation) -> pl.DataFrame:

@@ -189,23 +189,7 @@ def write_plots(
         axes.legend()
         written.append(_save(figure, folder / "calibration.png"))
     if "frontier" in tables and tables["frontier"].height:
-        frontier = tables["frontier"]
-        figure = Figure(figsize=(6, 4.5))
-        axes = figure.subplots()
-        for policy in frontier["policy"].unique(maintain_order=True).to_list():
-            points = frontier.filter(pl.col("policy") == policy).sort("cost_multiplier")
-            axes.plot(
-                points["cost_per_request_usd"], points["quality"], marker="o", label=f"{policy} (λ sweep)"
-            )
-        if "baselines" in tables:
-            for row in tables["baselines"].iter_rows(named=True):
-                axes.scatter(row["cost_per_request_usd"], row["quality"], marker="x")
-                axes.annotate(row["policy"], (row["cost_per_request_usd"], row["quality"]), fontsize=7)
-        axes.set(
-            xlabel="serving cost per request (USD)", ylabel="true quality", title="Cost–quality frontier"
-        )
-        axes.legend(fontsize=7)
-        written.append(_save(figure, folder / "cost_quality_frontier.png"))
+        written.append(_frontier_plot(folder / "cost_quality_frontier.png", tables))
     if importance:
         heads = list(importance)
         figure = Figure(figsize=(10, 8))
@@ -219,6 +203,88 @@ def write_plots(
         figure.tight_layout()
         written.append(_save(figure, folder / "feature_importance.png"))
     return written
+
+
+def _frontier_plot(path: Path, tables: Mapping[str, pl.DataFrame]) -> Path:
+    """λ sweeps, the learned hull (mixtures), baselines as labelled points, and each baseline's match."""
+    from matplotlib.figure import Figure
+
+    from eval.matched_cost import efficient_hull, frontier_points
+
+    frontier = tables["frontier"]
+    figure = Figure(figsize=(8, 5.5))
+    axes = figure.subplots()
+    for policy in frontier["policy"].unique(maintain_order=True).to_list():
+        points = frontier.filter(pl.col("policy") == policy).sort("cost_multiplier")
+        axes.plot(points["cost_per_request_usd"], points["quality"], marker="o", label=f"{policy} (λ sweep)")
+        if policy == "learned":
+            _label_lambdas(axes, frontier, points)
+    hull = efficient_hull(frontier_points(frontier))
+    if len(hull) > 1:  # a straight segment is a random mix of its two ends, so the cost axis stays linear
+        axes.plot(
+            [p.cost_usd for p in hull],
+            [p.quality for p in hull],
+            linestyle="--",
+            color="grey",
+            label="learned: mixtures of two λ (upper hull)",
+        )
+    if "baselines" in tables:
+        for row in tables["baselines"].iter_rows(named=True):
+            if row["policy"] == "learned":
+                continue  # the paced λ, already on the sweep
+            marker = "s" if row["uses_truth"] else "x"
+            axes.scatter(row["cost_per_request_usd"], row["quality"], marker=marker, color="black", zorder=3)
+            axes.annotate(
+                row["policy"],
+                (row["cost_per_request_usd"], row["quality"]),
+                fontsize=8,
+                xytext=(4, 4),
+                textcoords="offset points",
+            )
+    if "matched_cost" in tables:
+        matched = tables["matched_cost"].filter(pl.col("learned_quality").is_not_null())
+        for row in matched.iter_rows(named=True):
+            cost = row["baseline_cost_usd"]
+            axes.plot(
+                [cost, cost],
+                [row["baseline_quality"], row["learned_quality"]],
+                linestyle=":",
+                color="green" if row["margin"] > 0 else "red",
+            )
+        if matched.height:
+            axes.scatter(
+                matched["baseline_cost_usd"],
+                matched["learned_quality"],
+                marker="*",
+                s=80,
+                color=["green" if margin > 0 else "red" for margin in matched["margin"]],
+                zorder=3,
+                label="learned at the baseline's cost (green: beats, red: does not)",
+            )
+    axes.set(
+        xlabel="serving cost per request (USD)",
+        ylabel="true quality",
+        title="Cost–quality frontier (simulated world)",
+    )
+    axes.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def _label_lambdas(axes: Any, frontier: pl.DataFrame, points: pl.DataFrame) -> None:
+    """λ next to each point; runs of points that nearly coincide get one label ("λ=8–64")."""
+    span_cost = float(frontier["cost_per_request_usd"].max() - frontier["cost_per_request_usd"].min()) or 1.0
+    span_quality = float(frontier["quality"].max() - frontier["quality"].min()) or 1.0
+    groups: list[list[tuple[float, float, float]]] = []
+    for lam, cost, quality in points.select("cost_multiplier", "cost_per_request_usd", "quality").rows():
+        last = groups[-1][0] if groups else None
+        if last and abs(cost - last[1]) < 0.02 * span_cost and abs(quality - last[2]) < 0.02 * span_quality:
+            groups[-1].append((lam, cost, quality))
+        else:
+            groups.append([(lam, cost, quality)])
+    for group in groups:
+        lams = f"{group[0][0]:g}" if len(group) == 1 else f"{group[0][0]:g}–{group[-1][0]:g}"
+        axes.annotate(f"λ={lams}", group[0][1:], fontsize=6, xytext=(3, -8), textcoords="offset points")
 
 
 def _save(figure: Any, path: Path) -> Path:

@@ -23,7 +23,7 @@ import polars as pl
 from features.schema import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
 from router_model.policy import PolicyParams
 from training import dataset
-from training.evaluation import EvaluationReport, HeldOut, evaluate_stage, gate_input
+from training.evaluation import FRONTIER_LAMBDAS, EvaluationReport, HeldOut, evaluate_stage, gate_input
 from training.feast_adapter import feast_cli, open_repo, point_in_time_features
 from training.feature_tables import write_feature_tables
 from training.gate import GateRules, GateVerdict, decide
@@ -48,7 +48,7 @@ class TrainConfig:
     train: TrainParams = field(default_factory=TrainParams)
     policy: PolicyParams = field(default_factory=lambda: PolicyParams(epsilon=0.0))
     gate: GateRules = field(default_factory=GateRules)
-    frontier_lambdas: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+    frontier_lambdas: tuple[float, ...] = FRONTIER_LAMBDAS
     reference_rows: int = 20_000
 
     def as_params(self) -> dict[str, str]:
@@ -76,6 +76,8 @@ class TrainResult:
     verdict: GateVerdict
     metrics: dict[str, float]
     baselines: pl.DataFrame | None
+    frontier: pl.DataFrame | None = None  # the λ sweep (learned and oracles), simulated world only
+    matched_cost: pl.DataFrame | None = None  # learned quality at each baseline's cost
     seconds: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
 
@@ -236,6 +238,8 @@ def _log_and_gate(
         verdict=verdict,
         metrics=metrics,
         baselines=report.tables.get("baselines"),
+        frontier=report.tables.get("frontier"),
+        matched_cost=report.tables.get("matched_cost"),
     )
 
 
@@ -245,6 +249,51 @@ def _reference_sample(rows: dataset.ModelRows, config: TrainConfig) -> pl.DataFr
     keep = np.sort(np.random.default_rng(config.seed).choice(rows.frame.height, n, replace=False))
     features = pl.DataFrame(rows.features[keep], schema=list(FEATURE_NAMES), orient="row")
     return pl.concat([rows.frame[keep].select("ts", "sku"), features], how="horizontal")
+
+
+def _frontier_lines(result: TrainResult) -> list[str]:
+    """The learned λ sweep on one line, and the matched-cost table (simulated world only)."""
+    lines = []
+    if result.frontier is not None and result.frontier.height:
+        learned = result.frontier.filter(pl.col("policy") == "learned").sort("cost_multiplier")
+        points = "  ".join(
+            f"λ={lam:g} {quality:.3f}@${cost:.4f}"
+            for lam, quality, cost in learned.select(
+                "cost_multiplier", "quality", "cost_per_request_usd"
+            ).rows()
+        )
+        lines.append(f"learned over λ (true quality @ cost/request)  {points}")
+    table = result.matched_cost
+    if table is not None and table.height:
+        m, n = result.metrics, table.height
+        lines.append(
+            f"matched cost: learned beats {m['matched.beaten_at_no_more_cost']:.0f} of {n} baselines on "
+            f"quality at equal or lower cost ({m['matched.beaten']:.0f} at equal cost mixing two λ, "
+            f"{m['matched.beaten_pure']:.0f} with one λ at no more cost); {m['matched.out_of_range']:.0f} "
+            "outside the learned frontier's cost range"
+        )
+        lines.append(
+            f"  {'baseline':<12} {'quality':>7} {'cost':>8}   {'learned at that cost':<22} {'verdict':<13} "
+            "best single λ at no more cost"
+        )
+        for row in table.iter_rows(named=True):
+            learned = (
+                "-"
+                if row["learned_quality"] is None
+                else f"{row['learned_quality']:.3f} ({row['margin']:+.3f})"
+            )
+            pure = row["pure_verdict"]
+            if row["pure_quality"] is not None:
+                pure = (
+                    f"λ={row['pure_cost_multiplier']:g} {row['pure_quality']:.3f} @ "
+                    f"${row['pure_cost_usd']:.4f} ({row['pure_margin']:+.3f}): {pure}"
+                )
+            cost = f"${row['baseline_cost_usd']:.4f}"
+            lines.append(
+                f"  {row['baseline']:<12} {row['baseline_quality']:>7.3f} {cost:>8}   "
+                f"{learned:<22} {row['verdict']:<13} {pure}"
+            )
+    return lines
 
 
 def format_summary(result: TrainResult) -> str:
@@ -296,6 +345,7 @@ def format_summary(result: TrainResult) -> str:
         ]
         with pl.Config(tbl_rows=20, tbl_cols=10, float_precision=4, tbl_hide_dataframe_shape=True):
             lines.append(str(result.baselines.select(columns)))
+    lines += _frontier_lines(result)
     if result.duplicate_of is not None:
         same = "the current champion" if result.duplicate_of == result.champion_before else "registered"
         lines.append(f"identical to {same} version {result.duplicate_of}: no new version, no alias moved")

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from features.catalog import load_catalog
-from simulator.fleet import load_deployment
+from features.deployment import load_deployment
 
 ROOT = Path(__file__).resolve().parents[2]
 # registered as switchyard_cli.main registers it, without importing the other sub-commands

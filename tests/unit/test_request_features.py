@@ -2,6 +2,7 @@ from features.catalog import load_catalog
 from features.prefix import BLOCK_BYTES, prefix_block_hashes
 from features.request import candidate_features, expected_cache_hit, facts_from_request, request_features
 from features.schema import CANDIDATE_FEATURE_NAMES, REQUEST_FEATURE_NAMES, REQUEST_FEATURES, TASK_TYPES
+from features.task_classifier import predict_task_type
 from features.text_signals import detect_script, keyword_task_type
 from features.tokens import estimate_tokens
 
@@ -32,6 +33,18 @@ def test_facts_read_system_turns_code_and_stream():
     assert facts.has_code and facts.stream and not facts.has_tools
     assert facts.task_type == "code"
     assert facts.prompt_tokens == facts.system_tokens + 2 + 1 + facts.last_user_tokens
+
+
+def test_task_type_is_the_classifier_reading_of_the_last_user_turn():
+    for text in ("Give me a TL;DR of this thread.", "Which companies are mentioned below?", "Write a haiku."):
+        facts = facts_from_request(
+            payload(messages=[{"role": "user", "content": "hi"}, {"role": "user", "content": text}])
+        )
+        assert facts.task_type == predict_task_type(text)
+    # the keyword rules (schema v1) read "tl;dr" as summarization; the classifier reads it otherwise
+    assert keyword_task_type("Give me a TL;DR of this thread.") != predict_task_type(
+        "Give me a TL;DR of this thread."
+    )
 
 
 def test_request_vector_follows_the_schema_order_and_encodes_categories():

@@ -14,9 +14,13 @@ from features.task_classifier import (
     TaskClassifier,
     default_task_classifier,
     feature_row,
+    featurized_bytes,
     hashed_ngrams,
+    ngram_count,
     occurrence_weight,
     predict_task_type,
+    predict_task_types,
+    read_window,
 )
 
 PACKAGED_MODEL = Path(__file__).parents[2] / "features" / MODEL_RESOURCE
@@ -166,3 +170,58 @@ def test_the_featurizer_is_deterministic_across_processes():
         )
         outputs.add(result.stdout.strip())
     assert outputs == {str(hashed_ngrams(text).tolist())}
+
+
+def test_the_window_is_what_the_featurizer_reads_and_the_count_follows_its_size():
+    rng = np.random.default_rng(3)
+    for length in (0, 1, 3, 150, 158, 159, 160, 999, 1000, 1001, 5000):
+        text = "".join(rng.choice(list("abc xyz.\n7é漢"), size=length))
+        assert np.array_equal(hashed_ngrams(text), hashed_ngrams(read_window(text), max_chars=10_000))
+        assert hashed_ngrams(text).size == ngram_count(len(featurized_bytes(text)))
+        assert len(read_window(text)) == (length if length <= 1000 else 1001)
+
+
+def test_a_batch_is_labelled_exactly_as_one_text_at_a_time(classifier):
+    texts = [text for text, _ in CLEAR_PROMPTS] + ["", "x" * 3000]
+    assert classifier.predict_indices(texts).tolist() == [
+        TASK_TYPES.index(classifier.predict(t)) for t in texts
+    ]
+    assert predict_task_types(texts) == [predict_task_type(t) for t in texts]
+
+
+def test_labels_from_weight_sums_agree_with_onnxruntime_or_abstain(classifier):
+    rng = np.random.default_rng(5)
+    words = [
+        "the",
+        "a",
+        "of",
+        "and",
+        "code",
+        "poem",
+        "summarize",
+        "extract",
+        "why",
+        "solve",
+        "who",
+        "7",
+        "+",
+        "=",
+        "?",
+        ".",
+        "hello",
+    ]
+    texts = [" ".join(rng.choice(words, size=rng.integers(1, 400))) for _ in range(300)]
+    texts += [text for text, _ in CLEAR_PROMPTS]
+    rows = [hashed_ngrams(text) for text in texts]
+    sums = np.stack([classifier.weight_table[indices].sum(axis=0) for indices in rows])
+    ngrams = np.array([indices.size for indices in rows])
+    labels = classifier.labels_from_sums(sums, ngrams)
+    decided = labels >= 0
+    assert decided.mean() > 0.9
+    expected = classifier.predict_indices(texts)
+    assert np.array_equal(labels[decided], expected[decided])
+    # where float32 rounding could reach the gap between the two best logits, it abstains
+    loose = sums.copy()
+    loose[:, -1] = 1e9  # a huge sum of |weights| makes the rounding bound huge
+    assert (classifier.labels_from_sums(loose, ngrams) == -1).all()
+    assert (classifier.labels_from_sums(np.full_like(sums, np.nan), ngrams) == -1).all()

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from features.catalog import REGIONS, load_catalog
-from simulator.fleet import (
+from features.deployment import (
     DeploymentError,
     DeploymentMap,
     SkuDeployment,
     load_deployment,
-    plan_fleet,
     write_deployment,
 )
+from simulator.fleet import plan_fleet
 
 CATALOG = load_catalog()
 

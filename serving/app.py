@@ -1,0 +1,340 @@
+"""The FastAPI application: ``create_app`` wires every part in its lifespan; handlers stay thin.
+
+Endpoints: ``POST /v1/messages`` (Anthropic Messages, stream and not), ``GET /v1/models``,
+``POST /v1/feedback``, ``GET /healthz``, ``GET /readyz``, ``GET /metrics``. Every error,
+including unknown paths and methods, is Anthropic-shaped JSON; no stack trace leaves the
+process.
+
+The composition root is :func:`build_gateway` (called by the lifespan): settings → catalog,
+tenants, admission, policy rules, worker pool, store-feature reader, router, event log.
+Background tasks: the champion poll, the event-log writer, the live-stats push. Shutdown
+stops accepting, lets streams finish their bookkeeping, closes the books of anything still
+open (as aborted), flushes the event log last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from features.catalog import Catalog, load_catalog
+from features.records import FeedbackRecord
+from features.schema import STORE_FEATURE_NAMES
+from router_model.policy import PolicyParams
+from router_model.registry import RouterRegistry, tracking_uri_for
+from serving.admission import InProcessAdmission
+from serving.errors import ApiError, authentication_failed, error_body, invalid_request, not_found
+from serving.eventlog import EventLog
+from serving.gateway import Gateway, GatewayLimits, JsonReply, StreamReply, api_key_from, new_request_id
+from serving.metrics import GatewayMetrics
+from serving.prompt_cache import PromptCacheEstimate
+from serving.router_runtime import BudgetPacer, ChampionHolder, StaticPriorScorer
+from serving.settings import (
+    AdmissionSettings,
+    GatewaySettings,
+    PolicySettings,
+    TenantSettings,
+    WorkerSettings,
+)
+from serving.workers import WorkerPool
+
+log = logging.getLogger("switchyard.app")
+
+_JSON = "application/json"
+FEEDBACK_SOURCES = ("user", "judge")
+
+
+@dataclass
+class AppSettings:
+    """Every component's settings; by default each reads its ``SWITCHYARD_*`` variables."""
+
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    tenants: TenantSettings = field(default_factory=TenantSettings)
+    admission: AdmissionSettings = field(default_factory=AdmissionSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    workers: WorkerSettings = field(default_factory=WorkerSettings)
+
+
+def nan_store(n_skus: int) -> np.ndarray:
+    return np.full((n_skus, len(STORE_FEATURE_NAMES)), np.nan, dtype=np.float32)
+
+
+async def _no_store(tenant_id: str, region: str, skus: Sequence[str]) -> np.ndarray:
+    return nan_store(len(skus))
+
+
+@dataclass
+class Runtime:
+    gateway: Gateway
+    pool: WorkerPool
+    eventlog: EventLog
+    champion: ChampionHolder
+    tasks: list[asyncio.Task] = field(default_factory=list)
+    closers: list = field(default_factory=list)
+
+
+async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -> Runtime:
+    """The composition root: every part built from settings, background tasks started."""
+    catalog = catalog or load_catalog()
+    gw = settings.gateway
+    tenants = settings.tenants.directory(catalog)
+    pool = WorkerPool.from_settings(settings.workers)
+    metrics = GatewayMetrics()
+    eventlog = EventLog(gw.log_dir)
+    await eventlog.start()
+    registry_factory = None
+    if gw.router_model_file is None and gw.mlruns is not None:
+        uri = tracking_uri_for(gw.mlruns)
+        registry_factory = lambda: RouterRegistry(uri)  # noqa: E731
+    champion = ChampionHolder(
+        StaticPriorScorer(catalog),
+        registry=registry_factory,
+        model_file=str(gw.router_model_file) if gw.router_model_file else None,
+        poll_interval_s=gw.router_poll_s,
+    )
+    await champion.refresh()
+    initial_lambda = gw.initial_cost_multiplier
+    pacer = BudgetPacer(gw.budget_usd, initial_lambda=initial_lambda)
+    read_store = _no_store
+    closers: list = []
+    live = None
+    if gw.feature_repo is not None:
+        read_store, live, closers = await _feature_store(gw, settings, eventlog)
+    gateway = Gateway(
+        catalog=catalog,
+        tenants=tenants,
+        admission=InProcessAdmission(settings.admission.limits()),
+        caps=settings.policy.size_caps(),
+        deny_rules=settings.policy.deny_rules(),
+        residency=settings.policy.residency_rules(),
+        pool=pool,
+        read_store=read_store,
+        champion=champion,
+        pacer=pacer,
+        policy=PolicyParams(
+            cost_multiplier=initial_lambda,
+            latency_multiplier=gw.policy_latency_multiplier,
+            epsilon=gw.policy_epsilon,
+            slo_ttft_ms=gw.slo_ttft_ms,
+            budget_usd=gw.budget_usd,
+        ),
+        prompt_cache=PromptCacheEstimate(ttl_s=gw.prompt_cache_ttl_s),
+        submit=eventlog.submit,
+        metrics=metrics,
+        limits=GatewayLimits(max_attempts=gw.max_attempts, request_timeout_s=gw.request_timeout_s),
+        rng=random.Random(gw.seed),
+    )
+    runtime = Runtime(gateway, pool, eventlog, champion, closers=closers)
+    runtime.tasks.append(asyncio.create_task(champion.run(), name="champion-poll"))
+    if live is not None:
+        runtime.tasks.append(asyncio.create_task(live.run(), name="live-stats-push"))
+    return runtime
+
+
+async def _feature_store(
+    gw: GatewaySettings, settings: AppSettings, eventlog: EventLog
+):  # pragma: no cover - wired below
+    raise NotImplementedError
+
+
+async def close_runtime(runtime: Runtime) -> None:
+    for task in runtime.tasks:
+        task.cancel()
+    for task in runtime.tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    aborted = runtime.gateway.finish_all_open()
+    if aborted:
+        log.warning("shutdown: closed the books of %d requests still open (as aborted)", aborted)
+    for closer in runtime.closers:
+        with contextlib.suppress(Exception):
+            await closer()
+    await runtime.pool.aclose()
+    await runtime.eventlog.close()
+
+
+def _reply(reply: JsonReply) -> Response:
+    return Response(reply.body, status_code=reply.status, headers=reply.headers, media_type=_JSON)
+
+
+def _error(error: ApiError, request_id: str | None = None) -> Response:
+    request_id = request_id or new_request_id()
+    return Response(
+        error_body(error, request_id),
+        status_code=error.status,
+        headers={"request-id": request_id},
+        media_type=_JSON,
+    )
+
+
+def create_app(settings: AppSettings | None = None, *, catalog: Catalog | None = None) -> FastAPI:
+    """The gateway app; nothing is built until the lifespan runs (no work at import or here)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await build_runtime(settings or AppSettings(), catalog)
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await close_runtime(runtime)
+
+    app = FastAPI(title="Switchyard", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            return _error(
+                ApiError("not_found_error", f"method {request.method} is not allowed on {request.url.path}")
+            )
+        return _error(not_found(f"no such endpoint: {request.method} {request.url.path}"))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s", request.url.path)
+        return _error(ApiError("api_error", "Internal server error"))
+
+    @app.post("/v1/messages")
+    async def messages(request: Request) -> Response:
+        runtime: Runtime = request.app.state.runtime
+        reply = await runtime.gateway.messages(await request.body(), request.headers)
+        if isinstance(reply, JsonReply):
+            return _reply(reply)
+        return _stream(reply)
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> Response:
+        runtime: Runtime = request.app.state.runtime
+        tenant = runtime.gateway.tenants.authenticate(api_key_from(request.headers))
+        if tenant is None:
+            return _error(authentication_failed())
+        created = datetime(2025, 1, 1, tzinfo=UTC).isoformat().replace("+00:00", "Z")
+        ids = ["auto", *(s.name for s in runtime.gateway.catalog.skus if s.name in tenant.entitled_skus)]
+        data = [{"type": "model", "id": i, "display_name": i, "created_at": created} for i in ids]
+        return _json({"data": data, "has_more": False, "first_id": ids[0], "last_id": ids[-1]})
+
+    @app.post("/v1/feedback")
+    async def feedback(request: Request) -> Response:
+        runtime: Runtime = request.app.state.runtime
+        tenant = runtime.gateway.tenants.authenticate(api_key_from(request.headers))
+        if tenant is None:
+            return _error(authentication_failed())
+        try:
+            record = _feedback_record(await request.body(), tenant)
+        except ApiError as error:
+            return _error(error)
+        runtime.eventlog.submit(record)
+        return _json({"type": "feedback", "request_id": record.request_id, "recorded": True})
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> Response:
+        runtime: Runtime = request.app.state.runtime
+        detail = readiness(runtime)
+        return _json(detail, status=200 if detail["ready"] else 503)
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        runtime: Runtime = request.app.state.runtime
+        refresh_gauges(runtime)
+        return Response(runtime.gateway.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return app
+
+
+def _stream(reply: StreamReply) -> StreamingResponse:
+    return StreamingResponse(
+        reply.chunks,
+        media_type="text/event-stream",
+        headers={**reply.headers, "cache-control": "no-cache"},
+        background=BackgroundTask(reply.finish),
+    )
+
+
+def _json(document: object, status: int = 200) -> Response:
+    import json
+
+    return Response(
+        json.dumps(document, separators=(",", ":")).encode(), status_code=status, media_type=_JSON
+    )
+
+
+def _feedback_record(body: bytes, tenant) -> FeedbackRecord:
+    import json
+
+    try:
+        document = json.loads(body or b"null")
+    except ValueError:
+        raise invalid_request("feedback: the body is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise invalid_request("feedback: expected a JSON object")
+    request_id = document.get("request_id")
+    if not isinstance(request_id, str) or not request_id.startswith("req_"):
+        raise invalid_request("request_id: a request id from a response's request-id header is required")
+    score = document.get("score")
+    if (
+        isinstance(score, bool)
+        or not isinstance(score, int | float)
+        or not 0.0 <= float(score) <= 1.0
+        or math.isnan(score)
+    ):
+        raise invalid_request("score: a number between 0 (bad) and 1 (good) is required")
+    source = document.get("source", "user")
+    if source not in FEEDBACK_SOURCES:
+        raise invalid_request(f"source: one of {', '.join(FEEDBACK_SOURCES)}")
+    if source == "judge" and tenant.tier != "internal":
+        raise ApiError("permission_error", "source: only internal keys may submit judge scores")
+    return FeedbackRecord(
+        request_id=request_id,
+        ts=datetime.now(UTC),
+        region=tenant.home_region,
+        tenant_id=tenant.tenant_id,
+        score=float(score),
+        source=source,
+    )
+
+
+def readiness(runtime: Runtime) -> dict[str, object]:
+    endpoints = runtime.pool.snapshot()
+    serving = [e for e in endpoints if e.breaker_state != "open"]
+    events = runtime.eventlog.stats()
+    router = runtime.champion.current
+    detail = {
+        "router": {
+            "router_version": router.router_version,
+            "registry_version": router.registry_version,
+            "trained": runtime.champion.has_trained_router,
+            **asdict(runtime.champion.stats),
+        },
+        "workers": {"endpoints": len(endpoints), "serving": len(serving)},
+        "eventlog": asdict(events),
+        "policy_cost_multiplier": runtime.gateway.pacer.cost_multiplier,
+    }
+    detail["ready"] = bool(serving) and events.dropped == 0
+    return detail
+
+
+def refresh_gauges(runtime: Runtime) -> None:
+    m = runtime.gateway.metrics
+    router = runtime.champion.current
+    m.router_info.clear()
+    m.router_info.labels(router.router_version, router.registry_version or "").set(1)
+    m.policy_lambda.set(runtime.gateway.pacer.cost_multiplier)
+    m.router_load_errors.set(runtime.champion.stats.load_errors)
+    for name, value in asdict(runtime.eventlog.stats()).items():
+        m.eventlog.labels(name).set(value)

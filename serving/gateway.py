@@ -1,0 +1,484 @@
+"""The Messages request path: authenticate, validate, check policy, admit, route, call, log.
+
+HTTP-free: :meth:`Gateway.messages` takes the raw body and headers and returns a
+:class:`JsonReply` or a :class:`StreamReply`; ``serving.app`` turns those into responses.
+The order of the stages is cheapest-and-most-protective first, and nothing before admission
+costs more than parsing the body:
+
+1. authenticate (``x-api-key`` or ``Authorization: Bearer``) → 401;
+2. body size → 413; JSON and Messages validation → 400; unknown model → 404;
+3. policy: size caps, deny rules, pre-checks → 400/403; candidates (entitlement, residency,
+   context, deployments, open circuits) → 400/403/529;
+4. admission (quotas, concurrency, priority shedding) → 429/529.
+
+From admission on the request is *accepted*: a :class:`~serving.ledger.RequestLedger`
+guarantees its decision, attempts and outcome are written exactly once. Routing never fails
+a request: a scoring error falls back to the static prior and is counted. Workers are tried
+in the plan's order (at most ``max_attempts``) until one answers; a failure before the first
+byte reaches the client is invisible to it; after that, the stream ends with an SSE
+``error`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from features.catalog import Catalog
+from features.eligibility import clamp_max_tokens
+from features.messages_request import MessagesRequest, parse_messages_body
+from features.prefix import boundary_prefix_keys
+from features.request import facts_from_request, prompt_segments, request_features
+from features.wire import WireError
+from router_model.policy import PolicyParams
+from serving.admission import Admission, token_reservation
+from serving.errors import (
+    ApiError,
+    authentication_failed,
+    error_body,
+    error_headers,
+    internal_error,
+    overloaded,
+    sse_error_event,
+)
+from serving.ledger import AttemptResult, RequestLedger, Usage, utc_now
+from serving.metrics import GatewayMetrics
+from serving.policy_checks import (
+    AUTO_MODEL,
+    DenyRules,
+    PolicyInput,
+    ResidencyRules,
+    SafetyPreCheck,
+    SizeCaps,
+    allowed_regions,
+    check_body_size,
+    check_model_name,
+    check_policy,
+)
+from serving.prompt_cache import PromptCacheEstimate
+from serving.router_runtime import BudgetPacer, ChampionHolder, LoadedRouter, StaticPriorScorer
+from serving.routing import Placement, Route, decide, placements
+from serving.tenants import Tenant, TenantDirectory
+from serving.worker_stream import WorkerStream, WorkerStreamBroken
+from serving.workers import WorkerAttemptError, WorkerPool, WorkerReply
+
+log = logging.getLogger("switchyard.gateway")
+
+
+@dataclass(frozen=True, slots=True)
+class JsonReply:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamReply:
+    headers: dict[str, str]
+    chunks: AsyncIterator[bytes]
+    finish: Callable[[], None]  # idempotent; the app also runs it after the response
+
+
+@dataclass
+class GatewayLimits:
+    max_attempts: int = 3
+    request_timeout_s: float = 600.0
+
+
+@dataclass
+class Gateway:
+    catalog: Catalog
+    tenants: TenantDirectory
+    admission: Admission
+    caps: SizeCaps
+    deny_rules: DenyRules
+    residency: ResidencyRules
+    pool: WorkerPool
+    read_store: Callable[[str, str, Sequence[str]], Awaitable[object]]
+    champion: ChampionHolder
+    pacer: BudgetPacer
+    policy: PolicyParams
+    prompt_cache: PromptCacheEstimate
+    submit: Callable[[object], None]  # the event log
+    metrics: GatewayMetrics
+    limits: GatewayLimits = field(default_factory=GatewayLimits)
+    pre_checks: Sequence[SafetyPreCheck] = ()
+    on_attempt: Callable[[object], None] | None = None  # live stats (AttemptRecord-shaped)
+    rng: random.Random = field(default_factory=random.Random)
+    open_ledgers: dict[str, RequestLedger] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ the request path
+
+    async def messages(self, body: bytes, headers: Mapping[str, str]) -> JsonReply | StreamReply:
+        request_id = new_request_id()
+        arrived = time.monotonic()
+        received = utc_now()
+        try:
+            tenant, request, placed, regions = self._screen(body, headers)
+            facts = facts_from_request(request.document)
+            ticket = await self.admission.admit(
+                tenant, token_reservation(facts.prompt_tokens, facts.max_tokens)
+            )
+        except ApiError as error:
+            self._count_rejection(error, locals().get("tenant"), locals().get("request"))
+            return self._error_reply(error, request_id)
+        mode = "auto" if request.model == AUTO_MODEL else "pinned"
+        self.metrics.in_flight.inc()
+        ledger: RequestLedger | None = None
+        try:
+            started = time.perf_counter()
+            request_vector = request_features(facts, tenant_tier=tenant.tier, surface=tenant.surface)
+            segments = prompt_segments(request.document)
+            prefix_keys = boundary_prefix_keys(segments)
+            route, params = await self._route(tenant, facts, request_vector, placed, prefix_keys)
+            decision_ms = (time.perf_counter() - started) * 1000.0
+            self.metrics.decision_time.observe(decision_ms / 1000.0)
+            ledger = RequestLedger(
+                request_id=request_id,
+                received=received,
+                received_monotonic=arrived,
+                tenant=tenant,
+                facts=facts,
+                request_vector=request_vector,
+                requested_model=request.model,
+                conversation_key=conversation_key(tenant.tenant_id, request.document),
+                route=route,
+                params=params,
+                decision_ms=decision_ms,
+                ticket=ticket,
+                sink=self.submit,
+            )
+            self.open_ledgers[request_id] = ledger
+            deadline = arrived + self.limits.request_timeout_s
+            if request.stream:
+                return await self._stream(ledger, request, prefix_keys, deadline, mode)
+            return await self._complete(ledger, request, prefix_keys, deadline, mode)
+        except Exception as error:  # a gateway bug: the client gets a 500, the records are still written
+            log.exception("request %s failed in the gateway", request_id)
+            api_error = internal_error()
+            if ledger is not None:
+                self._finish(ledger, "error", api_error.error_type, 500, None, None, mode)
+            else:
+                await ticket.release(None)
+                self.metrics.in_flight.dec()
+            self.metrics.errors.labels(api_error.error_type).inc()
+            del error
+            return self._error_reply(api_error, request_id)
+
+    def _screen(
+        self, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[Tenant, MessagesRequest, tuple[Placement, ...], tuple[str, ...]]:
+        """Stages 1-3: everything that may reject a request before admission."""
+        tenant = self.tenants.authenticate(api_key_from(headers))
+        if tenant is None:
+            raise authentication_failed()
+        error = check_body_size(len(body), self.caps)
+        if error is not None:
+            raise error
+        try:
+            request = parse_messages_body(body)
+        except WireError as wire_error:
+            raise ApiError(wire_error.error_type, wire_error.message) from None
+        error = check_model_name(request.model, self.catalog)
+        if error is not None:
+            raise error
+        facts = facts_from_request(request.document)
+        messages = request.document.get("messages") or ()
+        error = check_policy(
+            PolicyInput(tenant, request.model, len(messages), facts.prompt_tokens, request.last_user_text),
+            self.caps,
+            self.deny_rules,
+            self.pre_checks,
+        )
+        if error is not None:
+            raise error
+        regions = allowed_regions(tenant, self.residency)
+        placed = placements(
+            tenant,
+            facts,
+            model=request.model,
+            catalog=self.catalog,
+            regions=regions,
+            deployed=lambda sku, region: bool(self.pool.deployment.endpoints(sku, region)),
+            available=self.pool.available,
+        )
+        return tenant, request, placed, regions
+
+    async def _route(self, tenant, facts, request_vector, placed, prefix_keys) -> tuple[Route, PolicyParams]:
+        params = replace(self.policy, cost_multiplier=self.pacer.cost_multiplier)
+        router: LoadedRouter = self.champion.current
+        fetch_started = time.perf_counter()
+        store = await self.read_store(tenant.tenant_id, tenant.home_region, [p.sku.name for p in placed])
+        self.metrics.feature_fetch_time.observe(time.perf_counter() - fetch_started)
+        kwargs = dict(
+            catalog=self.catalog,
+            prompt_cache=self.prompt_cache,
+            params=params,
+            now=time.monotonic(),
+            uniform=self.rng.random(),
+        )
+        try:
+            route = decide(placed, facts, request_vector, store, prefix_keys, router=router, **kwargs)
+        except Exception:
+            log.exception("router %s failed; deciding with the static prior", router.router_version)
+            fallback = LoadedRouter(StaticPriorScorer(self.catalog), None, time.time())
+            route = decide(placed, facts, request_vector, store, prefix_keys, router=fallback, **kwargs)
+        return route, params
+
+    # ------------------------------------------------------------------ calling workers
+
+    def _worker_body(self, request: MessagesRequest, placement: Placement) -> bytes:
+        document = dict(request.document)
+        document["model"] = placement.sku.name
+        document["max_tokens"] = clamp_max_tokens(placement.sku, request.max_tokens)
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    def _plan(self, ledger: RequestLedger) -> tuple[Placement, ...]:
+        return ledger.route.plan[: self.limits.max_attempts]
+
+    def _record_failure(
+        self, ledger: RequestLedger, placement: Placement, failure: WorkerAttemptError, started
+    ) -> None:
+        ledger.add_attempt(
+            AttemptResult(
+                sku=placement.sku.name,
+                region=placement.region,
+                replica=failure.replica or "",
+                started=started,
+                status=failure.status,
+                error_type=failure.error_type,
+                http_status=failure.http_status,
+                ttft_ms=None,
+                e2e_ms=failure.elapsed_ms,
+                usage=Usage(),
+            )
+        )
+        self.metrics.attempts.labels(placement.sku.name, failure.status).inc()
+
+    async def _complete(self, ledger, request, prefix_keys, deadline, mode) -> JsonReply:
+        last_error: ApiError = overloaded("no model could serve the request", retry_after_s=1.0)
+        for placement in self._plan(ledger):
+            started = utc_now()
+            try:
+                reply: WorkerReply = await self.pool.complete(
+                    placement.sku.name,
+                    placement.region,
+                    self._worker_body(request, placement),
+                    deadline=deadline,
+                    request_id=ledger.request_id,
+                )
+            except WorkerAttemptError as failure:
+                self._record_failure(ledger, placement, failure, started)
+                last_error = failure.as_api_error()
+                if not failure.retryable:
+                    break
+                self.metrics.fallbacks.labels(placement.sku.name, failure.status).inc()
+                continue
+            usage = Usage(
+                reply.usage.input_tokens, reply.usage.cache_read_input_tokens, reply.usage.output_tokens, True
+            )
+            ledger.add_attempt(
+                AttemptResult(
+                    sku=placement.sku.name,
+                    region=placement.region,
+                    replica=reply.replica,
+                    started=started,
+                    status="ok",
+                    error_type=None,
+                    http_status=200,
+                    ttft_ms=None,
+                    e2e_ms=reply.e2e_ms,
+                    usage=usage,
+                )
+            )
+            self.metrics.attempts.labels(placement.sku.name, "ok").inc()
+            self.prompt_cache.observe(placement.sku.name, placement.region, prefix_keys, time.monotonic())
+            self._finish(ledger, "ok", None, 200, None, reply.stop_reason, mode)
+            return JsonReply(200, reply.body, self._route_headers(ledger, placement))
+        self._finish(ledger, "error", last_error.error_type, last_error.status, None, None, mode)
+        return self._error_reply(last_error, ledger.request_id)
+
+    async def _stream(self, ledger, request, prefix_keys, deadline, mode) -> JsonReply | StreamReply:
+        last_error: ApiError = overloaded("no model could serve the request", retry_after_s=1.0)
+        for placement in self._plan(ledger):
+            started = utc_now()
+            try:
+                stream = await self.pool.open_stream(
+                    placement.sku.name,
+                    placement.region,
+                    self._worker_body(request, placement),
+                    deadline=deadline,
+                    request_id=ledger.request_id,
+                )
+            except WorkerAttemptError as failure:
+                self._record_failure(ledger, placement, failure, started)
+                last_error = failure.as_api_error()
+                if not failure.retryable:
+                    break
+                self.metrics.fallbacks.labels(placement.sku.name, failure.status).inc()
+                continue
+            return self._relay(ledger, placement, stream, started, prefix_keys, mode)
+        self._finish(ledger, "error", last_error.error_type, last_error.status, None, None, mode)
+        return self._error_reply(last_error, ledger.request_id)
+
+    def _relay(self, ledger, placement, stream: WorkerStream, started, prefix_keys, mode) -> StreamReply:
+        state = {"status": "aborted", "error_type": None, "closed": False}
+
+        def finish() -> None:
+            if ledger.finished:
+                return
+            progress = stream.progress
+            usage = stream.usage
+            e2e = (
+                stream.e2e_ms
+                if stream.e2e_ms is not None
+                else (time.monotonic() - progress.started_at) * 1000.0
+            )
+            ledger.add_attempt(
+                AttemptResult(
+                    sku=placement.sku.name,
+                    region=placement.region,
+                    replica=stream.replica,
+                    started=started,
+                    status=state["status"],
+                    error_type=state["error_type"],
+                    http_status=200,
+                    ttft_ms=progress.ttft_ms,
+                    e2e_ms=e2e,
+                    usage=Usage(usage.input_tokens, usage.cache_read_input_tokens, usage.output_tokens, True),
+                )
+            )
+            self.metrics.attempts.labels(placement.sku.name, state["status"]).inc()
+            if state["status"] == "ok":
+                self.prompt_cache.observe(placement.sku.name, placement.region, prefix_keys, time.monotonic())
+            client_ttft = None
+            if progress.first_delta_at is not None:
+                client_ttft = (progress.first_delta_at - ledger.received_monotonic) * 1000.0
+            self._finish(
+                ledger, state["status"], state["error_type"], 200, client_ttft, progress.stop_reason, mode
+            )
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                yield self._message_start(ledger, placement, stream)
+                if stream.buffered:
+                    yield stream.buffered
+                async for chunk in stream.iter_raw():
+                    yield chunk
+                if stream.progress.error_type is not None:
+                    state["status"], state["error_type"] = "error", stream.progress.error_type
+                    self.metrics.stream_errors.labels(placement.sku.name).inc()
+                else:
+                    state["status"] = "ok"
+            except WorkerStreamBroken as broken:
+                state["status"], state["error_type"] = broken.status, "api_error"
+                self.metrics.stream_errors.labels(placement.sku.name).inc()
+                yield sse_error_event(
+                    ApiError("api_error", "The model worker failed while streaming the response."),
+                    ledger.request_id,
+                )
+            finally:
+                await stream.aclose()
+                finish()
+
+        return StreamReply(self._route_headers(ledger, placement), chunks(), finish)
+
+    def _message_start(self, ledger: RequestLedger, placement: Placement, stream: WorkerStream) -> bytes:
+        event = dict(stream.message_start)
+        message = dict(event["message"])
+        message["switchyard"] = self._route_info(ledger, placement)
+        event["message"] = message
+        return b"event: message_start\ndata: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _route_info(self, ledger: RequestLedger, placement: Placement) -> dict[str, str]:
+        return {
+            "request_id": ledger.request_id,
+            "sku": placement.sku.name,
+            "region": placement.region,
+            "router_version": ledger.route.router_version,
+        }
+
+    def _route_headers(self, ledger: RequestLedger, placement: Placement) -> dict[str, str]:
+        return {
+            "request-id": ledger.request_id,
+            "x-switchyard-sku": placement.sku.name,
+            "x-switchyard-region": placement.region,
+            "x-switchyard-router-version": ledger.route.router_version,
+            "x-switchyard-attempts": str(len(ledger.attempts) + 1),
+        }
+
+    def _finish(self, ledger, status, error_type, http_status, ttft_ms, stop_reason, mode) -> None:
+        outcome = ledger.finish(
+            catalog=self.catalog,
+            status=status,
+            error_type=error_type,
+            http_status=http_status,
+            ttft_ms=ttft_ms,
+            stop_reason=stop_reason,
+        )
+        if outcome is None:
+            return
+        self.open_ledgers.pop(ledger.request_id, None)
+        self.metrics.in_flight.dec()
+        tokens = outcome.input_tokens + outcome.cached_tokens + outcome.output_tokens if outcome.sku else None
+        asyncio.get_running_loop().create_task(ledger.ticket.release(tokens))
+        self.metrics.requests.labels(str(http_status), error_type or "", mode).inc()
+        if error_type:
+            self.metrics.errors.labels(error_type).inc()
+        if outcome.sku is not None:
+            self.metrics.responses_by_sku.labels(outcome.sku, ledger.attempts[-1].region).inc()
+            self.metrics.e2e.labels(outcome.sku).observe(outcome.e2e_ms / 1000.0)
+            if outcome.ttft_ms is not None:
+                self.metrics.ttft.labels(outcome.sku).observe(outcome.ttft_ms / 1000.0)
+            self.metrics.cost.labels(outcome.sku).inc(outcome.cost_usd)
+            self.pacer.observe(outcome.cost_usd)
+
+    def finish_all_open(self) -> int:
+        """At shutdown: close the books of requests still open (as aborted); returns how many."""
+        open_now = list(self.open_ledgers.values())
+        for ledger in open_now:
+            self._finish(ledger, "aborted", "api_error", 500, None, None, "shutdown")
+        return len(open_now)
+
+    def _count_rejection(
+        self, error: ApiError, tenant: Tenant | None, request: MessagesRequest | None
+    ) -> None:
+        mode = "unknown" if request is None else ("auto" if request.model == AUTO_MODEL else "pinned")
+        self.metrics.requests.labels(str(error.status), error.error_type, mode).inc()
+        self.metrics.errors.labels(error.error_type).inc()
+        if error.error_type in ("rate_limit_error", "overloaded_error") and tenant is not None:
+            self.metrics.shed.labels(error.error_type, tenant.tier).inc()
+
+    def _error_reply(self, error: ApiError, request_id: str) -> JsonReply:
+        headers = {"request-id": request_id, **error_headers(error)}
+        return JsonReply(error.status, error_body(error, request_id), headers)
+
+
+def new_request_id() -> str:
+    return "req_" + uuid.uuid4().hex
+
+
+def api_key_from(headers: Mapping[str, str]) -> str | None:
+    key = headers.get("x-api-key")
+    if key:
+        return key
+    authorization = headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def conversation_key(tenant_id: str, document: Mapping[str, object]) -> str:
+    """Hash of tenant and first user turn: groups a conversation's requests without keeping text."""
+    messages = document.get("messages") or []
+    first = next((m for m in messages if isinstance(m, dict) and m.get("role") == "user"), {})  # type: ignore[union-attr]
+    content = json.dumps(first.get("content", ""), sort_keys=True, ensure_ascii=False)
+    return hashlib.blake2b(f"{tenant_id}\x1f{content}".encode(), digest_size=12).hexdigest()

@@ -1,0 +1,171 @@
+"""``switchyard serve``: the gateway, and with ``--all`` everything it needs on a fresh machine.
+
+``switchyard serve --all`` (what ``make serve`` runs) does, skipping each step already done:
+
+1. bootstrap simulated logs (``data/logs``) if there are none;
+2. train the router if the MLflow store (``mlruns/``) has no ``champion`` -- this also writes
+   the Feast feature tables and applies the repo;
+3. materialize the Feast online store up to now (tenant profiles, tenant × SKU history);
+4. write a tenant file with fresh API keys for the bootstrap's tenants (plus the development
+   tenant), keys in ``.switchyard/tenant-keys.json`` (mode 0600);
+5. start the simulated worker fleet (``switchyard workers up``) and wait for its deployment map;
+6. run the API on ``--host:--port`` and print how to call it.
+
+Without ``--all`` only the API runs, configured by ``SWITCHYARD_*`` variables (serving/settings.py).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+STATE = Path(".switchyard")
+TENANTS_FILE = STATE / "tenants.yaml"
+KEYS_FILE = STATE / "tenant-keys.json"
+DEPLOYMENT_FILE = STATE / "deployment.json"
+
+
+def _step(message: str) -> None:
+    typer.secho(f"==> {message}", fg=typer.colors.CYAN, err=True)
+
+
+def _cli() -> str:
+    """The ``switchyard`` console script of this environment."""
+    return str(Path(sys.executable).with_name("switchyard"))
+
+
+def _run(*args: str) -> None:
+    completed = subprocess.run([_cli(), *args], check=False)
+    if completed.returncode != 0:
+        raise typer.Exit(completed.returncode)
+
+
+def _has_champion(mlruns: Path) -> bool:
+    if not (mlruns / "mlflow.db").exists():
+        return False
+    from router_model.registry import RouterRegistry, tracking_uri_for
+
+    return RouterRegistry(tracking_uri_for(mlruns)).alias_version() is not None
+
+
+def prepare(logs: Path, mlruns: Path, feature_repo: Path, days: int) -> None:
+    """Steps 1-4 (idempotent)."""
+    if (logs / "_SUCCESS").exists():
+        _step(f"bootstrap: {logs} already holds logs")
+    else:
+        _step(f"bootstrap: {days} days of simulated traffic into {logs}")
+        _run("bootstrap", "--days", str(days), "--out", str(logs))
+    if _has_champion(mlruns):
+        _step(f"router: {mlruns} has a champion")
+    else:
+        _step("router: no champion yet -- training one (the nightly job, a few minutes)")
+        _run("train", "--logs", str(logs), "--mlruns", str(mlruns), "--feature-repo", str(feature_repo))
+    if not (feature_repo / "data" / "registry.db").exists():
+        _run("feature-tables", "--logs", str(logs), "--feature-repo", str(feature_repo))
+    _step("features: materializing the Feast online store")
+    from training.feast_adapter import feast_cli
+
+    now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    feast_cli(feature_repo, "materialize-incremental", now)
+    if not TENANTS_FILE.exists():
+        from features.catalog import load_catalog
+        from serving.tenant_registry import tenants_from_registry
+
+        made = tenants_from_registry(
+            logs / "tenants.parquet",
+            TENANTS_FILE,
+            KEYS_FILE,
+            catalog=load_catalog(),
+            include_development_tenant=True,
+        )
+        _step(f"tenants: {made.tenants} tenants in {TENANTS_FILE}; their API keys in {KEYS_FILE}")
+
+
+def start_workers(time_scale: float) -> subprocess.Popen[bytes]:
+    DEPLOYMENT_FILE.unlink(missing_ok=True)
+    _step(f"workers: starting the simulated fleet (time scale {time_scale})")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "switchyard_cli.main",
+            "workers",
+            "up",
+            "--time-scale",
+            str(time_scale),
+            "--deployment-file",
+            str(DEPLOYMENT_FILE),
+        ],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not DEPLOYMENT_FILE.exists():
+        if process.poll() is not None:
+            raise typer.Exit(f"the worker fleet exited with status {process.returncode}")
+        if time.monotonic() > deadline:
+            process.terminate()
+            raise typer.Exit("the worker fleet did not come up in 120 s")
+        time.sleep(0.2)
+    return process
+
+
+def _banner(host: str, port: int) -> str:
+    from serving.tenants import DEVELOPMENT_API_KEY
+
+    url = f"http://{host}:{port}"
+    return f"""
+Switchyard is serving on {url}  (metrics {url}/metrics, readiness {url}/readyz)
+
+  curl {url}/v1/messages -H 'x-api-key: {DEVELOPMENT_API_KEY}' -H 'anthropic-version: 2023-06-01' \\
+       -H 'content-type: application/json' \\
+       -d '{{"model": "auto", "max_tokens": 256, "messages": [{{"role": "user", "content": "Hello!"}}]}}'
+
+  python -c "import anthropic; c = anthropic.Anthropic(base_url='{url}', api_key='{DEVELOPMENT_API_KEY}'); \\
+print(c.messages.create(model='auto', max_tokens=256, messages=[{{'role': 'user', 'content': 'Hello!'}}]))"
+
+  make demo      # realistic traffic from the simulated tenants, with a live table
+Ctrl-C stops the API and the workers.
+"""
+
+
+def serve_command(
+    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port of the API")] = 8080,
+    all_: Annotated[
+        bool, typer.Option("--all", help="also bootstrap, train, materialize, start workers")
+    ] = False,
+    logs: Annotated[Path, typer.Option(help="bootstrap logs (training data)")] = Path("data/logs"),
+    mlruns: Annotated[Path, typer.Option(help="MLflow store with the champion")] = Path("mlruns"),
+    feature_repo: Annotated[Path, typer.Option(help="the Feast repo")] = Path("feature_repo"),
+    days: Annotated[int, typer.Option(help="days of simulated traffic to bootstrap")] = 7,
+    time_scale: Annotated[float, typer.Option(help="worker latency scale: 1 real, 0 instant")] = 1.0,
+) -> None:
+    """Run the inference API (Anthropic Messages) with learned routing."""
+    import uvicorn
+
+    from serving.app import create_app
+
+    workers: subprocess.Popen[bytes] | None = None
+    if all_:
+        prepare(logs, mlruns, feature_repo, days)
+        workers = start_workers(time_scale)
+        os.environ.setdefault("SWITCHYARD_TENANTS_FILE", str(TENANTS_FILE))
+        os.environ.setdefault("SWITCHYARD_TENANTS_ALLOW_DEVELOPMENT_KEY", "true")
+        os.environ.setdefault("SWITCHYARD_WORKERS_DEPLOYMENT_FILE", str(DEPLOYMENT_FILE))
+        os.environ.setdefault("SWITCHYARD_GATEWAY_MLRUNS", str(mlruns))
+        os.environ.setdefault("SWITCHYARD_GATEWAY_FEATURE_REPO", str(feature_repo))
+    typer.echo(_banner(host, port), err=True)
+    try:
+        uvicorn.run(create_app(), host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
+    finally:
+        if workers is not None and workers.poll() is None:
+            os.killpg(workers.pid, signal.SIGTERM)
+            workers.wait(timeout=15)

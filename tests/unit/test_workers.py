@@ -1,0 +1,117 @@
+"""Replica choice and the classification of failed attempts (pure parts of the worker client)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from features.records import ATTEMPT_STATUSES
+from serving.breaker import Verdict
+from serving.worker_errors import (
+    WorkerAttemptError,
+    classify_http_status,
+    classify_in_band,
+    classify_timeout,
+    classify_transport,
+    retry_after_s,
+    worker_error,
+)
+from serving.workers import least_in_flight
+
+
+def test_least_in_flight_wins() -> None:
+    assert least_in_flight([3, 1, 2], [True, True, True], 0) == 1
+    assert least_in_flight([3, 1, 2], [True, False, True], 0) == 2  # skips a refused replica
+    assert least_in_flight([0, 0], [False, False], 0) is None
+    assert least_in_flight([], [], 0) is None
+
+
+def test_ties_round_robin_when_the_start_advances() -> None:
+    in_flight, permitted = [0, 0, 0], [True, True, True]
+    chosen, start = [], 0
+    for _ in range(6):
+        index = least_in_flight(in_flight, permitted, start)
+        assert index is not None
+        chosen.append(index)
+        start = index + 1
+    assert chosen == [0, 1, 2, 0, 1, 2]
+    assert least_in_flight([1, 0, 0], permitted, 2) == 2
+    assert least_in_flight([1, 0, 0], permitted, 0) == 1
+
+
+@pytest.mark.parametrize(
+    ("http_status", "status", "retryable", "verdict"),
+    [
+        (529, "overloaded", True, Verdict.FAILURE),
+        (503, "overloaded", True, Verdict.FAILURE),
+        (500, "error", True, Verdict.FAILURE),
+        (502, "error", True, Verdict.FAILURE),
+        (404, "error", True, Verdict.FAILURE),
+        (408, "timeout", True, Verdict.FAILURE),
+        (429, "rate_limited", True, Verdict.NEUTRAL),
+        (400, "error", False, Verdict.SUCCESS),
+        (413, "error", False, Verdict.SUCCESS),
+    ],
+)
+def test_http_status_classification(http_status: int, status: str, retryable: bool, verdict: Verdict) -> None:
+    failure = classify_http_status(http_status, None)
+    assert (failure.status, failure.retryable, failure.verdict) == (status, retryable, verdict)
+    assert failure.status in ATTEMPT_STATUSES
+    assert failure.error_type == f"http_{http_status}"
+    assert classify_http_status(http_status, "overloaded_error").error_type == "overloaded_error"
+
+
+def test_transport_timeout_and_in_band_classification() -> None:
+    request = httpx.Request("POST", "http://w/v1/messages")
+    refused = classify_transport(httpx.ConnectError("refused", request=request))
+    assert (refused.status, refused.error_type, refused.retryable, refused.verdict) == (
+        "error", "connect_error", True, Verdict.FAILURE,
+    )  # fmt: skip
+    assert classify_transport(httpx.ConnectTimeout("t", request=request)).status == "timeout"
+    assert (
+        classify_transport(httpx.RemoteProtocolError("cut", request=request)).error_type == "connection_lost"
+    )
+    pool = classify_transport(httpx.PoolTimeout("full", request=request))
+    assert (pool.status, pool.retryable, pool.verdict) == ("overloaded", False, Verdict.NEUTRAL)
+    assert classify_timeout(True, "x") == classify_timeout(True, "y")
+    assert (
+        not classify_timeout(True, "x").retryable and classify_timeout(True, "x").verdict is Verdict.NEUTRAL
+    )
+    per_attempt = classify_timeout(False, "first_event_timeout")
+    assert (per_attempt.error_type, per_attempt.retryable, per_attempt.verdict) == (
+        "first_event_timeout", True, Verdict.FAILURE,
+    )  # fmt: skip
+    assert classify_in_band("overloaded_error").status == "overloaded"
+    assert classify_in_band("internal_error").verdict is Verdict.FAILURE
+    assert not classify_in_band("invalid_request_error").retryable
+
+
+def test_worker_error_bodies_and_retry_after() -> None:
+    anthropic_body = b'{"type":"error","error":{"type":"overloaded_error","message":"busy"}}'
+    assert worker_error(anthropic_body) == ("overloaded_error", "busy")
+    assert worker_error(b'{"object":"error","message":"m","type":"BadRequestError"}') == (
+        "BadRequestError",
+        "m",
+    )
+    assert worker_error(b"<html>bad gateway</html>") == (None, "<html>bad gateway</html>")
+    assert retry_after_s(httpx.Headers({"retry-after": "7"})) == 7.0
+    assert retry_after_s(httpx.Headers({"retry-after-ms": "1500", "retry-after": "2"})) == 1.5
+    assert retry_after_s(httpx.Headers({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"})) is None
+    assert retry_after_s(httpx.Headers()) is None
+
+
+def test_attempt_errors_become_client_errors() -> None:
+    def error(http_status: int, error_type: str | None, retry: float | None = None) -> WorkerAttemptError:
+        failure = classify_http_status(http_status, error_type)
+        return WorkerAttemptError(
+            failure, "msg", sku="s", region="us", replica="http://w", elapsed_ms=1.0,
+            http_status=http_status, retry_after_s=retry,
+        )  # fmt: skip
+
+    bad = error(400, "invalid_request_error").as_api_error()
+    assert (bad.status, bad.error_type, bad.message) == (400, "invalid_request_error", "msg")
+    assert error(400, "SomethingElse").as_api_error().error_type == "invalid_request_error"
+    busy = error(529, "overloaded_error", 3.0).as_api_error()
+    assert (busy.status, busy.retry_after_s) == (529, 3.0)
+    assert error(500, "api_error").as_api_error().status == 500
+    assert "msg" not in error(500, "api_error").as_api_error().message  # no worker text leaks on 5xx
