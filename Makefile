@@ -55,6 +55,7 @@ mlflow-ui: setup
 
 bench: setup
 	$(BIN)/python bench/worker_throughput.py
+	$(BIN)/python bench/router_scoring.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

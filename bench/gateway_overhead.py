@@ -40,6 +40,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -58,7 +59,7 @@ from serving.tenants import KEY_HASH_SCHEME, hash_api_key
 
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "sk-sy-bench-internal-0000000000000000000"
-SALT = "62656e63682d67617465776179"
+SALT = "62656e63682d676174657761792d73616c74"  # hex, 18 bytes
 PINNED = "claude-haiku-4-5"
 TARGETS_MS = {"added p99 at concurrency 1": 3.0, "added p99 at 80% saturation": 10.0, "decision p99": 2.0}
 
@@ -130,11 +131,21 @@ def serve_gateway(folder: Path, port: int, router_model: Path | None, profile: P
         policy=PolicySettings(),
         workers=WorkerSettings(deployment_file=folder / "deployment.json"),
     )
+    parent = os.getppid()
+
+    def exit_with_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=exit_with_parent, daemon=True, name="parent-watch").start()
     profiler = cProfile.Profile() if profile else None
     if profiler:
         profiler.enable()
     try:
         uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    except KeyboardInterrupt:  # how Stack.stop ends it, after uvicorn's graceful shutdown
+        pass
     finally:
         if profiler:
             profiler.disable()
@@ -150,26 +161,26 @@ class Stack:
         self.worker_port, self.gateway_port = free_port(), free_port()
         worker_args = [sys.executable, "-m", "simulator.worker", "--time-scale", "0", "--region", "us"]
         worker_args += ["--port", str(self.worker_port), *itertools.chain(*(("--sku", s) for s in skus))]
+        worker_args += ["--parent-pid", str(os.getpid())]  # the worker exits if this process dies
         self.worker = subprocess.Popen(worker_args, cwd=ROOT)
-        self.pinned = pin(self.worker.pid, 0)
-        wait_ready(f"{self.worker_url}/health", self.worker)
-        write_config(folder, self.worker_url)
-        gateway_args = [
-            sys.executable,
-            __file__,
-            "--serve-gateway",
-            str(self.gateway_port),
-            "--folder",
-            str(folder),
-        ]
-        if router_model:
-            gateway_args += ["--router-model", str(router_model)]
-        if profile:
-            gateway_args += ["--profile-out", str(profile)]
-        self.gateway = subprocess.Popen(gateway_args, cwd=ROOT)
-        self.pinned = pin(self.gateway.pid, 1) and self.pinned
-        wait_ready(f"{self.gateway_url}/readyz", self.gateway)
-        self.pinned = pin(0, 0) and self.pinned  # the client shares the worker's core
+        self.gateway: subprocess.Popen | None = None
+        try:
+            self.pinned = pin(self.worker.pid, 0)
+            wait_ready(f"{self.worker_url}/health", self.worker)
+            write_config(folder, self.worker_url)
+            gateway_args = [sys.executable, __file__, "--serve-gateway", str(self.gateway_port)]
+            gateway_args += ["--folder", str(folder)]
+            if router_model:
+                gateway_args += ["--router-model", str(router_model)]
+            if profile:
+                gateway_args += ["--profile-out", str(profile)]
+            self.gateway = subprocess.Popen(gateway_args, cwd=ROOT)
+            self.pinned = pin(self.gateway.pid, 1) and self.pinned
+            wait_ready(f"{self.gateway_url}/readyz", self.gateway)
+            self.pinned = pin(0, 0) and self.pinned  # the client shares the worker's core
+        except BaseException:
+            self.stop()
+            raise
 
     @property
     def worker_url(self) -> str:
@@ -180,11 +191,12 @@ class Stack:
         return f"http://127.0.0.1:{self.gateway_port}"
 
     def stop(self) -> None:
-        """SIGTERM both; the gateway drains and flushes its event log before it exits."""
-        for process in (self.gateway, self.worker):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in (self.gateway, self.worker):
+        """Stop both; the gateway drains and flushes its event log before it exits."""
+        processes = [p for p in (self.gateway, self.worker) if p is not None]
+        for process in processes:
+            if process.poll() is None:  # uvicorn re-raises the signal after shutdown: SIGINT lets
+                process.send_signal(signal.SIGINT)  # the gateway's profiler write its file
+        for process in processes:
             process.wait(timeout=60)
 
 

@@ -61,7 +61,9 @@ def write_table_partitioned(
         mask = pc.and_(pc.equal(keys.column("region"), pair["region"]), pc.equal(dates, pair["date"]))
         part = table.filter(mask)
         directory = partition_dir(root, table_name, pair["region"], pair["date"])
-        created = [d for d in (directory.parent.parent, directory.parent, directory) if not d.exists()]
+        new_dirs = [
+            d for d in (directory.parent.parent, directory.parent, directory) if durable and not d.exists()
+        ]
         directory.mkdir(parents=True, exist_ok=True)
         name = f"{part_prefix}{part_name or uuid.uuid4().hex}.parquet"
         tmp = directory / f".{name}.tmp"
@@ -70,7 +72,7 @@ def write_table_partitioned(
             _fsync(tmp)
         os.replace(tmp, directory / name)
         if durable:
-            for synced in {directory, *(d.parent for d in created)}:
+            for synced in {directory, *(d.parent for d in new_dirs)}:
                 _fsync(synced)
         written.append(directory / name)
     return written

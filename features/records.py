@@ -190,6 +190,8 @@ def records_to_table(records: typing.Sequence[object], record_type: type) -> pa.
     for name in schema.names:
         values = [getattr(record, name) for record in records]
         if values and isinstance(values[0], list) and values[0] and dataclasses.is_dataclass(values[0][0]):
-            values = [[dataclasses.asdict(item) for item in value] for value in values]
+            # one level deep, no deep copy: dataclasses.asdict cost ~680 µs per 12-candidate decision
+            names = [item.name for item in dataclasses.fields(values[0][0])]
+            values = [[{n: getattr(item, n) for n in names} for item in value] for value in values]
         columns[name] = values
     return pa.Table.from_pydict(columns, schema=schema)

@@ -43,6 +43,7 @@ from serving.prompt_cache import PromptCacheEstimate
 from serving.router_runtime import BudgetPacer, ChampionHolder, StaticPriorScorer
 from serving.settings import (
     AdmissionSettings,
+    EventLogSettings,
     GatewaySettings,
     PolicySettings,
     TenantSettings,
@@ -54,6 +55,7 @@ log = logging.getLogger("switchyard.app")
 
 _JSON = "application/json"
 FEEDBACK_SOURCES = ("user", "judge")
+READY_MAX_UNWRITTEN_AGE_S = 30.0
 
 
 @dataclass
@@ -65,6 +67,7 @@ class AppSettings:
     admission: AdmissionSettings = field(default_factory=AdmissionSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     workers: WorkerSettings = field(default_factory=WorkerSettings)
+    eventlog: EventLogSettings = field(default_factory=EventLogSettings)
 
 
 def nan_store(n_skus: int) -> np.ndarray:
@@ -92,7 +95,7 @@ async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -
     tenants = settings.tenants.directory(catalog)
     pool = WorkerPool.from_settings(settings.workers)
     metrics = GatewayMetrics()
-    eventlog = EventLog(gw.log_dir)
+    eventlog = settings.eventlog.event_log(gw.log_dir)
     await eventlog.start()
     registry_factory = None
     if gw.router_model_file is None and gw.mlruns is not None:
@@ -325,7 +328,9 @@ def readiness(runtime: Runtime) -> dict[str, object]:
         "eventlog": asdict(events),
         "policy_cost_multiplier": runtime.gateway.pacer.cost_multiplier,
     }
-    detail["ready"] = bool(serving) and events.dropped == 0
+    # not ready while records wait too long to become durable (the writer is behind or the
+    # disk refuses); recovers by itself, unlike the monotone ``dropped`` counter
+    detail["ready"] = bool(serving) and events.oldest_unwritten_age_s < READY_MAX_UNWRITTEN_AGE_S
     return detail
 
 

@@ -393,7 +393,7 @@ class EventLog:
     # ---- request path ----------------------------------------------------------------------
 
     def submit(self, record: object) -> None:
-        """Queue one record; never blocks, never raises for a record of the four types."""
+        """Queue one record: no I/O, never blocks; raises only for a non-record or after ``close``."""
         table = _TABLES.get(type(record))
         if table is None:
             raise TypeError(f"not an event-log record: {type(record).__name__}")

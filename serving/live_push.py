@@ -27,6 +27,10 @@ time; what this process cannot see makes the difference:
   count). Run a single pusher over the shared event stream in that case (ARCHITECTURE §6).
 - a ``feast materialize`` of ``sku_live_stats`` writes the offline table's latest row over the
   pushed one until the next push.
+
+Cost: ``observe`` appends a tuple (~2 µs); each cycle recomputes the function over the
+buffered ~15 minutes of attempts, in a worker thread (polars releases the GIL), so its CPU
+time grows with the attempt rate (bench/store_features_latency.py measures it).
 """
 
 from __future__ import annotations
@@ -150,9 +154,8 @@ class RecentAttempts:
         window has no successful attempt).
         """
         end = window_end(now)
-        return (
-            sku_live_stats(self.frame(now).lazy()).filter(pl.col("ts") == end).collect().sort("region", "sku")
-        )
+        stats = sku_live_stats(self.frame(now).lazy()).filter(pl.col("ts") == end)
+        return stats.collect(engine="in-memory").sort("region", "sku")  # same rows, faster than streaming
 
     def _flush(self) -> None:
         with self._lock:

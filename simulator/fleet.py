@@ -22,11 +22,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from features.catalog import REGIONS, Catalog
-
-# DEFAULT_DEPLOYMENT_PATH and write_deployment are re-exported for switchyard_cli.workers.
-from features.deployment import DEFAULT_DEPLOYMENT_PATH as DEFAULT_DEPLOYMENT_PATH
 from features.deployment import DeploymentMap, SkuDeployment
-from features.deployment import write_deployment as write_deployment
 from simulator.worker import WorkerConfig
 
 

@@ -19,10 +19,10 @@ the script's :class:`simulator.prompts.PaddingCorpus`, so the featurized window 
 
 Sums of the lead and marker pieces are computed once, those of corpus slices are differences
 of prefix sums over the corpus, and the n-grams across each seam (at most four bytes of each
-side) are hashed per request: O(1) per request, whatever its length. The sums are float64;
-``TaskClassifier.labels_from_sums`` returns the label wherever onnxruntime's float32 score
-provably picks the same one, and the few other requests (near ties, ~0.3%) are rendered and
-classified exactly as serving does.
+side) are hashed per request: O(1) per request, whatever its length, all of a window's
+requests in one sparse product. The sums are float64; ``TaskClassifier.labels_from_sums``
+returns the label wherever onnxruntime's float32 score provably picks the same one, and the
+other requests (near ties, ~0.7%) are rendered and classified exactly as serving does.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from simulator.workload import TurnTable
 
 SEAM = 4  # bytes kept on each side of a seam: an n-gram (n <= 5) across it reaches at most 4 into a side
-_MAX_OUT_DIGITS = 9
+_MAX_OUT_DIGITS = 9  # of the marker's ``out``
 _MAX_PAD = 2  # spaces after the padding where a multi-byte character did not fit
 
 

@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 
 from features.catalog import CatalogError, load_catalog
-from simulator.fleet import DEFAULT_DEPLOYMENT_PATH, FleetPlan, RunningFleet, plan_fleet, write_deployment
+from features.deployment import DEFAULT_DEPLOYMENT_PATH, write_deployment
+from simulator.fleet import FleetPlan, RunningFleet, plan_fleet
 
 workers_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Simulated vLLM workers.")
 
