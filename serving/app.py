@@ -29,8 +29,8 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from features.catalog import Catalog, load_catalog
-from features.records import FeedbackRecord
+from features.catalog import REGIONS, Catalog, load_catalog
+from features.records import AttemptRecord, FeedbackRecord
 from features.schema import STORE_FEATURE_NAMES
 from router_model.policy import PolicyParams
 from router_model.registry import RouterRegistry, tracking_uri_for
@@ -44,6 +44,7 @@ from serving.router_runtime import BudgetPacer, ChampionHolder, StaticPriorScore
 from serving.settings import (
     AdmissionSettings,
     EventLogSettings,
+    FeatureStoreSettings,
     GatewaySettings,
     PolicySettings,
     TenantSettings,
@@ -68,6 +69,7 @@ class AppSettings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     workers: WorkerSettings = field(default_factory=WorkerSettings)
     eventlog: EventLogSettings = field(default_factory=EventLogSettings)
+    feast: FeatureStoreSettings = field(default_factory=FeatureStoreSettings)
 
 
 def nan_store(n_skus: int) -> np.ndarray:
@@ -86,6 +88,7 @@ class Runtime:
     champion: ChampionHolder
     tasks: list[asyncio.Task] = field(default_factory=list)
     closers: list = field(default_factory=list)
+    store_stats: object | None = None  # the StoreFeatureReader, when Feast is used
 
 
 async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -> Runtime:
@@ -113,8 +116,8 @@ async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -
     read_store = _no_store
     closers: list = []
     live = None
-    if gw.feature_repo is not None:
-        read_store, live, closers = await _feature_store(gw, settings, eventlog)
+    if gw.feature_store:
+        read_store, live, closers = await _feature_store(settings.feast, catalog, tenants, metrics)
     gateway = Gateway(
         catalog=catalog,
         tenants=tenants,
@@ -142,14 +145,28 @@ async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -
     runtime = Runtime(gateway, pool, eventlog, champion, closers=closers)
     runtime.tasks.append(asyncio.create_task(champion.run(), name="champion-poll"))
     if live is not None:
-        runtime.tasks.append(asyncio.create_task(live.run(), name="live-stats-push"))
+        observe = live.observe
+        eventlog.add_listener(lambda record: observe(record) if isinstance(record, AttemptRecord) else None)
+        runtime.tasks.append(live.start())
+    runtime.store_stats = getattr(read_store, "__self__", None)
     return runtime
 
 
-async def _feature_store(
-    gw: GatewaySettings, settings: AppSettings, eventlog: EventLog
-):  # pragma: no cover - wired below
-    raise NotImplementedError
+async def _feature_store(feast: FeatureStoreSettings, catalog: Catalog, tenants, metrics: GatewayMetrics):
+    """The Feast reader (warmed for every tenant and SKU) and the live-stats pusher."""
+    from serving.live_push import LivePusher
+    from serving.store_features import StoreFeatureReader, open_feature_store
+
+    def build():
+        store = open_feature_store(feast.repo_path, feast.yaml)
+        reader = StoreFeatureReader(store, feast.cache_policy(), on_fetch=metrics.feature_fetch_time.observe)
+        warmed = reader.warm([t.tenant_id for t in tenants], list(REGIONS), list(catalog.names))
+        log.info("feature store: %s, %d keys warmed", feast.repo_path, warmed)
+        return store, reader
+
+    store, reader = await asyncio.to_thread(build)
+    pusher = LivePusher(store, reader=reader, period_s=feast.push_period_s, max_rows=feast.live_max_rows)
+    return reader.read, pusher, [pusher.stop]
 
 
 async def close_runtime(runtime: Runtime) -> None:
@@ -343,3 +360,6 @@ def refresh_gauges(runtime: Runtime) -> None:
     m.router_load_errors.set(runtime.champion.stats.load_errors)
     for name, value in asdict(runtime.eventlog.stats()).items():
         m.eventlog.labels(name).set(value)
+    if runtime.store_stats is not None:
+        for name, value in asdict(runtime.store_stats.stats()).items():
+            m.store_features.labels(name).set(value)

@@ -110,7 +110,6 @@ class Gateway:
     metrics: GatewayMetrics
     limits: GatewayLimits = field(default_factory=GatewayLimits)
     pre_checks: Sequence[SafetyPreCheck] = ()
-    on_attempt: Callable[[object], None] | None = None  # live stats (AttemptRecord-shaped)
     rng: random.Random = field(default_factory=random.Random)
     open_ledgers: dict[str, RequestLedger] = field(default_factory=dict)
 

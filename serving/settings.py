@@ -165,9 +165,10 @@ class GatewaySettings(BaseSettings):
 
     ``mlruns`` is the MLflow store (``sqlite:///<mlruns>/mlflow.db``) whose ``champion`` alias
     of ``switchyard-router`` is served and polled every ``router_poll_s``; ``router_model_file``
-    serves a fixed ONNX artifact instead (benchmarks, air-gapped deployments). ``feature_repo``
-    is a Feast repo with a materialized online store; without it, store features are NaN
-    (exactly as training sees a missing value). ``log_dir`` receives the event log in the
+    serves a fixed ONNX artifact instead (benchmarks, air-gapped deployments). With
+    ``feature_store`` the store features come from the Feast repo of ``FeatureStoreSettings``
+    (online store materialized) and live per-SKU stats are pushed to it; without it they are
+    NaN (exactly as training sees a missing value). ``log_dir`` receives the event log in the
     layout training reads.
     """
 
@@ -176,7 +177,9 @@ class GatewaySettings(BaseSettings):
     mlruns: Path | None = Field(default=Path("mlruns"), description="MLflow store with the champion")
     router_model_file: Path | None = Field(default=None, description="serve this ONNX router, no polling")
     router_poll_s: float = Field(default=10.0, gt=0)
-    feature_repo: Path | None = Field(default=None, description="Feast repo (online store materialized)")
+    feature_store: bool = Field(
+        default=False, description="read store features from Feast (SWITCHYARD_FEAST_*) and push live stats"
+    )
     log_dir: Path = Field(default=Path("data/gateway-logs"))
     max_attempts: int = Field(default=3, ge=1, description="worker attempts per request, fallbacks included")
     request_timeout_s: float = Field(default=600.0, gt=0)

@@ -161,7 +161,8 @@ def serve_command(
         os.environ.setdefault("SWITCHYARD_TENANTS_ALLOW_DEVELOPMENT_KEY", "true")
         os.environ.setdefault("SWITCHYARD_WORKERS_DEPLOYMENT_FILE", str(DEPLOYMENT_FILE))
         os.environ.setdefault("SWITCHYARD_GATEWAY_MLRUNS", str(mlruns))
-        os.environ.setdefault("SWITCHYARD_GATEWAY_FEATURE_REPO", str(feature_repo))
+        os.environ.setdefault("SWITCHYARD_GATEWAY_FEATURE_STORE", "true")
+        os.environ.setdefault("SWITCHYARD_FEAST_REPO_PATH", str(feature_repo))
     typer.echo(_banner(host, port), err=True)
     try:
         uvicorn.run(create_app(), host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)

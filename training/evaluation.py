@@ -9,7 +9,9 @@ baseline's cost per request (``eval.matched_cost``).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -153,6 +155,21 @@ def simulated_tables(
     return {"baselines": baselines, "frontier": points, "matched_cost": matched}, metrics
 
 
+def simulated_window(logs: Path, split: TimeSplit) -> bool:
+    """Whether the held-out window is simulated traffic whose truth can be regenerated.
+
+    True when the logs come from a bootstrap (its manifest is there) and every held-out date is
+    one the bootstrap simulated. Logs the gateway added later (e.g. today's traffic on top of a
+    bootstrap) have no ground truth: the simulated tables are skipped for them.
+    """
+    manifest_path = logs / MANIFEST
+    if not manifest_path.exists():
+        return False
+    manifest = json.loads(manifest_path.read_text())
+    end = date.fromisoformat(manifest["start"]) + timedelta(days=int(manifest["days"]))
+    return all(date.fromisoformat(day) < end for day in split.eval_dates)
+
+
 def reliability(held_out: HeldOut, evaluation: RouterEvaluation) -> pl.DataFrame:
     frame = held_out.rows.frame
     labelled = frame["is_served"].to_numpy() & frame["quality_label"].is_not_null().to_numpy()
@@ -204,7 +221,7 @@ def evaluate_stage(
         ablation_metrics, ablation_choices = weight_ablation(train, train_rows, held_out, candidate)
         metrics |= ablation_metrics
     tables = {"reliability": reliability(held_out, candidate)}
-    if (Path(logs) / MANIFEST).exists():
+    if simulated_window(Path(logs), split):
         others = {
             "ablation": ablation_choices,
             "champion": None if champion_eval is None else champion_eval.choices,
