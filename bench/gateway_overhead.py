@@ -1,16 +1,17 @@
 """The gateway's added latency and throughput on this machine, and its router decision time.
 
     .venv/bin/python bench/gateway_overhead.py [--router-model router.onnx] [--requests 1500]
-        [--seconds 5] [--connections 32] [--profile]
+        [--seconds 5] [--connections 32] [--no-pin] [--no-baselines] [--profile]
 
 Method. One simulated worker serving every SKU deployed in ``us`` runs at ``time_scale=0``
 (it answers at once: only HTTP, parsing and text generation cost) in its own process pinned to
-core 0; the gateway runs ``serving.app.create_app`` under uvicorn as ``make serve`` does, in
-its own process pinned to core 1, with one internal tenant, the event log on, no Feast, and
-either ``--router-model`` (an ONNX router artifact) or the static prior. This process (the
-client) shares core 0 with the worker. Two payload sets, both non-streaming: *small* (a
-20-token question, 64 tokens out) and *realistic* (the simulated world's requests rendered by
-``simulator.workload.render_payload``: system prompts, documents, multi-turn history, tools).
+core 0; the gateway runs ``serving.app.create_app`` under uvicorn as ``switchyard serve`` does,
+in its own process pinned to core 1, with one internal tenant, the event log on, no Feast,
+and either ``--router-model`` (an ONNX router artifact) or the static prior
+(``bench/gateway_processes.py``). This process (the client) shares core 0 with the worker.
+Two payload sets, both non-streaming: *small* (a 20-token question, 64 tokens out) and
+*realistic* (the simulated world's requests rendered by ``simulator.workload.render_payload``:
+system prompts, documents, multi-turn history, tools).
 
 (a) concurrency 1: a keep-alive ``httpx.Client`` alternates requests direct to the worker
 (model ``claude-haiku-4-5``), through the gateway pinned to that model, and through the gateway
@@ -22,25 +23,24 @@ rate, direct and through the gateway, latency from the scheduled arrival.
 (c) router decision time: ``decision_ms`` of every logged decision record (read after the
 gateway shut down and flushed its event log), and the ``switchyard_router_decision_seconds``
 histogram of ``/metrics``.
-``--profile`` reruns the saturation with the gateway under cProfile and prints its top costs.
+Baselines: the same (a) and (b) for pass-throughs on the gateway's core without its logic
+(FastAPI answering from memory; FastAPI + the worker call with httpx as ``serving.workers``
+makes it; FastAPI + aiohttp): the floor of the stack. ``--profile`` reruns the saturation
+with the gateway under cProfile and prints its top costs by own time.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import itertools
 import json
-import os
 import pstats
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -48,156 +48,14 @@ import httpx
 import numpy as np
 import psutil
 import uvloop
-import yaml
+from gateway_processes import API_KEY, PINNED, ROOT, Stack, free_port, pin, wait_ready
 from machine import describe_machine
 
 from features.catalog import load_catalog
-from features.deployment import DeploymentMap, SkuDeployment, write_deployment
 from features.record_store import scan_records
 from features.records import DecisionRecord
-from serving.tenants import KEY_HASH_SCHEME, hash_api_key
 
-ROOT = Path(__file__).resolve().parents[1]
-API_KEY = "sk-sy-bench-internal-0000000000000000000"
-SALT = "62656e63682d676174657761792d73616c74"  # hex, 18 bytes
-PINNED = "claude-haiku-4-5"
 TARGETS_MS = {"added p99 at concurrency 1": 3.0, "added p99 at 80% saturation": 10.0, "decision p99": 2.0}
-
-
-# ---------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def pin(pid: int, core: int) -> bool:
-    if not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2:
-        return False
-    os.sched_setaffinity(pid, {core})
-    return True
-
-
-def wait_ready(url: str, process: subprocess.Popen, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: the process exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=1.0, trust_env=False).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not become ready in {seconds:.0f} s")
-
-
-def write_config(folder: Path, worker_url: str) -> None:
-    """The gateway's tenant file (one internal tenant) and deployment map (every us SKU on the worker)."""
-    catalog = load_catalog()
-    skus = [sku.name for sku in catalog.in_region("us")]
-    tenant = {
-        "tenant_id": "bench",
-        "tier": "internal",
-        "home_region": "us",
-        "entitled_skus": skus,
-        "api_key_hashes": [hash_api_key(API_KEY, SALT)],
-    }
-    document = {"version": 1, "key_hashing": {"scheme": KEY_HASH_SCHEME, "salt": SALT}, "tenants": [tenant]}
-    (folder / "tenants.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
-    deployments = tuple(SkuDeployment(sku=name, region="us", endpoints=(worker_url,)) for name in skus)
-    write_deployment(DeploymentMap(time_scale=0.0, deployments=deployments), folder / "deployment.json")
-
-
-def serve_gateway(folder: Path, port: int, router_model: Path | None, profile: Path | None) -> None:
-    """The gateway process: ``create_app`` under uvicorn as ``switchyard serve`` runs it."""
-    import uvicorn
-
-    from serving.app import AppSettings, create_app
-    from serving.settings import (
-        AdmissionSettings,
-        GatewaySettings,
-        PolicySettings,
-        TenantSettings,
-        WorkerSettings,
-    )
-
-    settings = AppSettings(
-        gateway=GatewaySettings(mlruns=None, router_model_file=router_model, log_dir=folder / "logs", seed=7),
-        tenants=TenantSettings(file=folder / "tenants.yaml"),
-        admission=AdmissionSettings(),
-        policy=PolicySettings(),
-        workers=WorkerSettings(deployment_file=folder / "deployment.json"),
-    )
-    parent = os.getppid()
-
-    def exit_with_parent() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    threading.Thread(target=exit_with_parent, daemon=True, name="parent-watch").start()
-    profiler = cProfile.Profile() if profile else None
-    if profiler:
-        profiler.enable()
-    try:
-        uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    except KeyboardInterrupt:  # how Stack.stop ends it, after uvicorn's graceful shutdown
-        pass
-    finally:
-        if profiler:
-            profiler.disable()
-            profiler.dump_stats(profile)
-
-
-class Stack:
-    """The worker and gateway processes, pinned to their cores."""
-
-    def __init__(self, folder: Path, router_model: Path | None, profile: Path | None = None) -> None:
-        self.folder = folder
-        skus = [sku.name for sku in load_catalog().in_region("us")]
-        self.worker_port, self.gateway_port = free_port(), free_port()
-        worker_args = [sys.executable, "-m", "simulator.worker", "--time-scale", "0", "--region", "us"]
-        worker_args += ["--port", str(self.worker_port), *itertools.chain(*(("--sku", s) for s in skus))]
-        worker_args += ["--parent-pid", str(os.getpid())]  # the worker exits if this process dies
-        self.worker = subprocess.Popen(worker_args, cwd=ROOT)
-        self.gateway: subprocess.Popen | None = None
-        try:
-            self.pinned = pin(self.worker.pid, 0)
-            wait_ready(f"{self.worker_url}/health", self.worker)
-            write_config(folder, self.worker_url)
-            gateway_args = [sys.executable, __file__, "--serve-gateway", str(self.gateway_port)]
-            gateway_args += ["--folder", str(folder)]
-            if router_model:
-                gateway_args += ["--router-model", str(router_model)]
-            if profile:
-                gateway_args += ["--profile-out", str(profile)]
-            self.gateway = subprocess.Popen(gateway_args, cwd=ROOT)
-            self.pinned = pin(self.gateway.pid, 1) and self.pinned
-            wait_ready(f"{self.gateway_url}/readyz", self.gateway)
-            self.pinned = pin(0, 0) and self.pinned  # the client shares the worker's core
-        except BaseException:
-            self.stop()
-            raise
-
-    @property
-    def worker_url(self) -> str:
-        return f"http://127.0.0.1:{self.worker_port}"
-
-    @property
-    def gateway_url(self) -> str:
-        return f"http://127.0.0.1:{self.gateway_port}"
-
-    def stop(self) -> None:
-        """Stop both; the gateway drains and flushes its event log before it exits."""
-        processes = [p for p in (self.gateway, self.worker) if p is not None]
-        for process in processes:
-            if process.poll() is None:  # uvicorn re-raises the signal after shutdown: SIGINT lets
-                process.send_signal(signal.SIGINT)  # the gateway's profiler write its file
-        for process in processes:
-            process.wait(timeout=60)
 
 
 # ---------------------------------------------------------------------- payloads
@@ -242,13 +100,8 @@ HEADERS = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01", "content-typ
 # ---------------------------------------------------------------------- (a) concurrency 1
 
 
-def sequential(stack: Stack, sets: dict[str, list[bytes]], requests: int) -> dict[str, np.ndarray]:
+def sequential(urls: dict[str, str], sets: dict[str, list[bytes]], requests: int) -> dict[str, np.ndarray]:
     """Alternate one request per target, ``requests`` times; milliseconds per target."""
-    urls = {
-        "direct": stack.worker_url,
-        "gateway pinned": stack.gateway_url,
-        "gateway auto": stack.gateway_url,
-    }
     times: dict[str, list[float]] = {name: [] for name in urls}
     with httpx.Client(headers=HEADERS, timeout=30.0, trust_env=False) as client:
         for index in range(requests + requests // 10):  # the first tenth warms up
@@ -388,92 +241,89 @@ def added(label: str, through: np.ndarray, direct: np.ndarray, target_ms: float 
     return f"  added by the gateway, {label:<16} p50 {d50:+7.2f} ms  p99 {d99:+7.2f} ms{verdict}"
 
 
+def _package(filename: str) -> str:
+    """The top-level package (or ``builtins``) a profiled function belongs to."""
+    if filename.startswith("~") or filename.startswith("<"):
+        return "builtins (C)"
+    where = re.sub(r".*/(site-packages|lib/python3\.\d+|main)/", "", filename)
+    return (
+        where.split("/", 1)[0].removesuffix(".py") if "/" in where else "stdlib:" + where.removesuffix(".py")
+    )
+
+
 def print_profile(path: Path, top: int) -> None:
     stats = pstats.Stats(str(path))
+    entries = stats.stats.items()  # type: ignore[attr-defined]
     total = stats.total_tt  # type: ignore[attr-defined]
-    print(f"\ngateway profile ({total:.1f} s of profiled CPU), top {top} by own time:")
-    rows = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)[:top]  # type: ignore[attr-defined]
-    for (filename, lineno, function), (_, calls, own, cumulative, _) in rows:
+    by_package: dict[str, float] = {}
+    for (filename, _, _), (_, _, own, _, _) in entries:
+        by_package[_package(filename)] = by_package.get(_package(filename), 0.0) + own
+    print(f"\ngateway profile ({total:.1f} s of profiled CPU); own time by package:")
+    for package, own in sorted(by_package.items(), key=lambda item: -item[1])[:12]:
+        print(f"  {100 * own / total:5.1f}%  {package}")
+    print(f"top {top} functions by own time:")
+    for (filename, lineno, function), (_, calls, own, cumulative, _) in sorted(
+        entries, key=lambda item: item[1][2], reverse=True
+    )[:top]:
         where = re.sub(r".*/(site-packages|lib/python3\.\d+|main)/", "", filename)
         print(
             f"  {100 * own / total:5.1f}%  own {own:6.2f} s  cum {cumulative:6.2f} s  {calls:>9,}  {where}:{lineno} {function}"
         )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--router-model", type=Path, default=None, help="ONNX router artifact (default: static prior)"
-    )
-    parser.add_argument("--requests", type=int, default=1500, help="per target at concurrency 1")
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--profile", action="store_true", help="also profile the gateway at saturation")
-    parser.add_argument("--serve-gateway", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--folder", type=Path, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--profile-out", type=Path, default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve_gateway is not None:
-        serve_gateway(args.folder, args.serve_gateway, args.router_model, args.profile_out)
-        return
+def saturate(
+    runner: asyncio.Runner, port: int, requests: list[bytes], pids: list[int], args
+) -> tuple[float, list[float]]:
+    """A closed loop over ``args.connections`` connections: (req/s, CPU-s per request of each pid)."""
+    runner.run(closed_loop(port, requests, args.connections, 1.0))
+    before = [cpu_seconds(pid) for pid in pids]
+    done, elapsed = runner.run(closed_loop(port, requests, args.connections, args.seconds))
+    return done / elapsed, [(cpu_seconds(pid) - cpu) / done for pid, cpu in zip(pids, before, strict=True)]
 
-    folder = Path(tempfile.mkdtemp(prefix="switchyard-bench-"))
-    print(f"machine: {describe_machine()}")
-    small = [small_payload("auto", v) for v in range(64)]
-    realistic = realistic_payloads(400)
-    stack = Stack(folder, args.router_model)
-    router = httpx.get(f"{stack.gateway_url}/readyz", trust_env=False).json()["router"]["router_version"]
-    print(
-        f"worker (time_scale=0, {len(load_catalog().in_region('us'))} SKUs) on core 0, gateway on core 1, "
-        f"client on core 0: pinned={stack.pinned}; router {router}; event log on, no Feast\n"
-    )
-    try:
-        for name, payloads in (("small", small), ("realistic", realistic)):
-            sizes = [len(b) for b in bodies(payloads, "auto")]
-            print(f"{name} payloads: {len(payloads)} bodies, median {int(np.median(sizes)):,} bytes")
-            sets = {
-                "direct": bodies(payloads, PINNED),
-                "gateway pinned": bodies(payloads, PINNED),
-                "gateway auto": bodies(payloads, "auto"),
-            }
-            times = sequential(stack, sets, args.requests)
-            print("(a) concurrency 1 (httpx.Client, keep-alive):")
-            for label, ms in times.items():
-                print(line(label, ms))
-            print(added("pinned model:", times["gateway pinned"], times["direct"]))
-            target = TARGETS_MS["added p99 at concurrency 1"]
-            print(added("model auto:", times["gateway auto"], times["direct"], target))
 
-            gateway_raw = [raw_request(stack.gateway_port, b) for b in sets["gateway auto"]]
-            direct_raw = [raw_request(stack.worker_port, b) for b in sets["direct"]]
-            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                runner.run(closed_loop(stack.gateway_port, gateway_raw, args.connections, 1.0))
-                gw_cpu, wk_cpu = cpu_seconds(stack.gateway.pid), cpu_seconds(stack.worker.pid)
-                done, elapsed = runner.run(
-                    closed_loop(stack.gateway_port, gateway_raw, args.connections, args.seconds)
-                )
-                gw_cpu, wk_cpu = (
-                    cpu_seconds(stack.gateway.pid) - gw_cpu,
-                    cpu_seconds(stack.worker.pid) - wk_cpu,
-                )
-                saturation = done / elapsed
-                print(f"(b) saturation, {args.connections} connections, model auto, {args.seconds:g} s:")
-                print(
-                    f"  {saturation:8.0f} req/s through the gateway; {done / gw_cpu:6.0f} req per gateway CPU-s "
-                    f"(gateway CPU {100 * gw_cpu / elapsed:.0f}%, worker CPU {100 * wk_cpu / elapsed:.0f}%)"
-                )
-                rate = 0.8 * saturation
-                direct = runner.run(open_loop(stack.worker_port, direct_raw, rate, args.seconds, seed=1))
-                through = runner.run(open_loop(stack.gateway_port, gateway_raw, rate, args.seconds, seed=1))
-            print(f"  at 80% of saturation ({rate:.0f} req/s, Poisson, open loop):")
-            print(line("direct", direct))
-            print(line("gateway auto", through))
-            print(added("80% saturation:", through, direct, TARGETS_MS["added p99 at 80% saturation"]))
-            print()
-        metrics = httpx.get(f"{stack.gateway_url}/metrics", trust_env=False).text
-    finally:
-        stack.stop()
+def measure_payloads(stack: Stack, name: str, payloads: list[dict], args) -> None:
+    sizes = [len(b) for b in bodies(payloads, "auto")]
+    print(f"{name} payloads: {len(payloads)} bodies, median {int(np.median(sizes)):,} bytes")
+    sets = {
+        "direct": bodies(payloads, PINNED),
+        "gateway pinned": bodies(payloads, PINNED),
+        "gateway auto": bodies(payloads, "auto"),
+    }
+    urls = {
+        "direct": stack.worker_url,
+        "gateway pinned": stack.gateway_url,
+        "gateway auto": stack.gateway_url,
+    }
+    times = sequential(urls, sets, args.requests)
+    print("(a) concurrency 1 (httpx.Client, keep-alive):")
+    for label, ms in times.items():
+        print(line(label, ms))
+    print(added("pinned model:", times["gateway pinned"], times["direct"]))
+    target = TARGETS_MS["added p99 at concurrency 1"]
+    print(added("model auto:", times["gateway auto"], times["direct"], target))
 
+    gateway_raw = [raw_request(stack.gateway_port, b) for b in sets["gateway auto"]]
+    direct_raw = [raw_request(stack.worker_port, b) for b in sets["direct"]]
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        pids = [stack.gateway.pid, stack.worker.pid]
+        saturation, (gateway_cpu, worker_cpu) = saturate(runner, stack.gateway_port, gateway_raw, pids, args)
+        print(f"(b) saturation, {args.connections} connections, model auto, {args.seconds:g} s:")
+        print(
+            f"  {saturation:8.0f} req/s through the gateway; {1 / gateway_cpu:6.0f} req per gateway CPU-s "
+            f"({1000 * gateway_cpu:.2f} ms CPU per request; gateway CPU {100 * gateway_cpu * saturation:.0f}%, "
+            f"worker CPU {100 * worker_cpu * saturation:.0f}%)"
+        )
+        rate = 0.8 * saturation
+        direct = runner.run(open_loop(stack.worker_port, direct_raw, rate, args.seconds, seed=1))
+        through = runner.run(open_loop(stack.gateway_port, gateway_raw, rate, args.seconds, seed=1))
+    print(f"  at 80% of saturation ({rate:.0f} req/s, Poisson, open loop):")
+    print(line("direct", direct))
+    print(line("gateway auto", through))
+    print(added("80% saturation:", through, direct, TARGETS_MS["added p99 at 80% saturation"]))
+    print()
+
+
+def report_decisions(folder: Path, metrics: str) -> None:
     count, (h50, h99) = histogram_quantiles(metrics, "switchyard_router_decision_seconds", (0.5, 0.99))
     decisions = (
         scan_records(folder / "logs", DecisionRecord).select("requested_model", "decision_ms").collect()
@@ -488,23 +338,97 @@ def main() -> None:
     print(
         f"  /metrics histogram over {count:,} decisions: p50 ≈ {1000 * h50:.3f} ms, p99 ≈ {1000 * h99:.3f} ms"
     )
+
+
+def measure_baselines(stack: Stack, args) -> None:
+    """The same measurements for pass-throughs without the gateway's logic (small payloads)."""
+    print("\nbaselines: pass-throughs on the gateway's core (small payloads; what the stack itself costs)")
+    payloads = [small_payload(PINNED, v) for v in range(64)]
+    direct = bodies(payloads, PINNED)
+    for mode in ("canned", "httpx", "aiohttp"):
+        port = free_port()
+        command = [sys.executable, str(ROOT / "bench" / "gateway_processes.py"), "--serve-baseline", mode]
+        command += ["--port", str(port)]
+        process = subprocess.Popen([*command, "--worker-url", stack.worker_url], cwd=ROOT)
+        try:
+            if args.pin:
+                pin(process.pid, 1)
+            wait_ready(f"http://127.0.0.1:{port}/readyz", process)
+            urls = {"direct": stack.worker_url, mode: f"http://127.0.0.1:{port}"}
+            times = sequential(urls, {"direct": direct, mode: direct}, args.requests // 2)
+            raw = [raw_request(port, b) for b in direct]
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                saturation, (cpu_per_request,) = saturate(runner, port, raw, [process.pid], args)
+            d50, d99 = np.percentile(times[mode], [50, 99]) - np.percentile(times["direct"], [50, 99])
+            print(
+                f"  FastAPI + {mode:<8} concurrency 1: added p50 {d50:+6.2f} ms p99 {d99:+6.2f} ms; "
+                f"saturation {saturation:6.0f} req/s, {1000 * cpu_per_request:5.2f} ms CPU per request"
+            )
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=30)
+
+
+def measure_profile(folder: Path, payloads: list[dict], args) -> None:
+    profile_out = folder / "gateway.prof"
+    stack = Stack(folder, args.router_model, profile=profile_out, pin_cores=args.pin)
+    try:
+        gateway_raw = [raw_request(stack.gateway_port, b) for b in bodies(payloads, "auto")]
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(closed_loop(stack.gateway_port, gateway_raw, args.connections, 1.0))
+            stack.gateway.send_signal(signal.SIGUSR1)  # type: ignore[union-attr]
+            done, elapsed = runner.run(
+                closed_loop(stack.gateway_port, gateway_raw, args.connections, args.seconds)
+            )
+            stack.gateway.send_signal(signal.SIGUSR2)  # type: ignore[union-attr]
+        print(f"\nprofiled run (realistic, model auto): {done / elapsed:.0f} req/s under cProfile")
+    finally:
+        stack.stop()
+    print_profile(profile_out, 30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--router-model", type=Path, default=None, help="ONNX router artifact (default: static prior)"
+    )
+    parser.add_argument("--requests", type=int, default=1500, help="per target at concurrency 1")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--pin", action=argparse.BooleanOptionalAction, default=True, help="pin processes to cores"
+    )
+    parser.add_argument(
+        "--baselines", action=argparse.BooleanOptionalAction, default=True, help="measure pass-throughs"
+    )
+    parser.add_argument("--profile", action="store_true", help="also profile the gateway at saturation")
+    args = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="switchyard-bench-"))
+    print(f"machine: {describe_machine()}")
+    small = [small_payload("auto", v) for v in range(64)]
+    realistic = realistic_payloads(400)
+    stack = Stack(folder, args.router_model, pin_cores=args.pin)
+    router = httpx.get(f"{stack.gateway_url}/readyz", trust_env=False).json()["router"]["router_version"]
+    placement = "worker and client on core 0, gateway on core 1" if stack.pinned else "no pinning"
+    print(
+        f"worker: time_scale=0, {len(load_catalog().in_region('us'))} SKUs; {placement}; router {router}; "
+        "event log on, no Feast\n"
+    )
+    try:
+        for name, payloads in (("small", small), ("realistic", realistic)):
+            measure_payloads(stack, name, payloads, args)
+        metrics = httpx.get(f"{stack.gateway_url}/metrics", trust_env=False).text
+        if args.baselines:
+            measure_baselines(stack, args)
+    finally:
+        stack.stop()
+    report_decisions(folder, metrics)
     print(
         "\nfor scale: the LiteLLM proxy with one worker served ~80 req/s with ~13 ms added p50 at concurrency 1 here"
     )
-
     if args.profile:
-        profile_out = folder / "gateway.prof"
-        stack = Stack(folder, args.router_model, profile=profile_out)
-        try:
-            gateway_raw = [raw_request(stack.gateway_port, b) for b in bodies(realistic, "auto")]
-            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                done, elapsed = runner.run(
-                    closed_loop(stack.gateway_port, gateway_raw, args.connections, args.seconds)
-                )
-            print(f"\nprofiled run (realistic, model auto): {done / elapsed:.0f} req/s under cProfile")
-        finally:
-            stack.stop()
-        print_profile(profile_out, 30)
+        measure_profile(folder, realistic, args)
 
 
 if __name__ == "__main__":

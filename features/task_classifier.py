@@ -1,15 +1,17 @@
 """Task-type classifier: hashed byte n-grams and a linear model scored by onnxruntime.
 
 The featurizer is defined here once and used by training (``training.task_classifier``)
-and serving alike. ``hashed_ngrams`` reads at most ``max_chars`` characters: all of a
-short text; of a longer one its head and its last ``TAIL_CHARS`` characters (where an
-instruction after a pasted document, "... summarize the above", sits). It lower-cases
-them, maps digits to ``0``, encodes them as UTF-8 padded with one space on each side, and
-emits one bucket index per occurrence of every byte 3-gram and 5-gram, plus the n-grams of
-the first ``HEAD_BYTES`` bytes once more under their own key (the request is usually
-stated first, before any pasted material). Keys are hashed into ``2**bits``
-buckets with a fixed multiplicative hash (not the salted ``hash()``), so the same text
-gives the same indices in every process and on every machine.
+and serving alike. ``hashed_ngrams`` reads the instruction of a prompt, not the material
+pasted into it (``read_window``): the first paragraph of the text, where a request usually
+opens ("Summarize the following:"), and the last one, where it sometimes closes ("...
+summarize the above"); paragraphs are separated by blank lines, each is capped (the first
+``max_chars - TAIL_CHARS`` characters of the first, the last ``TAIL_CHARS`` of the last), and
+the paragraphs between them are not read. It lower-cases that window, maps digits to ``0``,
+encodes it as UTF-8 padded with one space on each side, and emits one bucket index per
+occurrence of every byte 3-gram and 5-gram, plus the n-grams of the first ``HEAD_BYTES``
+bytes once more under their own key (the request is usually stated first). Keys are hashed
+into ``2**bits`` buckets with a fixed multiplicative hash (not the salted ``hash()``), so the
+same text gives the same indices in every process and on every machine.
 
 The feature row of a text is its bucket counts divided by ``sqrt(number of n-grams)``:
 every occurrence weighs ``occurrence_weight(n)``. The model is an ONNX graph over the
@@ -24,8 +26,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable
-from functools import cache, cached_property
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -34,25 +37,21 @@ import onnxruntime as ort
 
 from features.schema import TASK_TYPES
 
-FEATURIZER_VERSION = "1"
+FEATURIZER_VERSION = "2"
+"""1: the text's first 800 and last 200 characters; 2: its first and last paragraphs."""
 DEFAULT_BITS = 15
-DEFAULT_MAX_CHARS = 1000
-TAIL_CHARS = 200
+DEFAULT_MAX_CHARS = 900
+TAIL_CHARS = 300
 HEAD_BYTES = 160
 NGRAM_SIZES = (3, 5)
 MODEL_RESOURCE = "models/task_type.onnx"
 """The packaged model, relative to the ``features`` package."""
 
-FLOAT32_UNIT_ROUNDOFF = 2.0**-24
-SUMS_TOLERANCE = 1e-3
-"""How far (absolute) ``labels_from_sums`` allows the caller's float64 sums to be from the exact ones."""
-SOFTMAX_ALLOWANCE = 1e-4
-"""Logit gap beyond which float32 softmax keeps the order (its rounding is ~1e-6 of a logit)."""
-
 INPUT_INDICES = "indices"
 INPUT_VALUES = "values"
 OUTPUT_PROBABILITIES = "probabilities"
 
+_BLANK_LINES = re.compile(r"\n\s*\n")  # a newline, any whitespace, another newline: a blank line
 _MASKS = {size: np.uint64((1 << (8 * size)) - 1) for size in NGRAM_SIZES}
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _HEAD_SALT = np.uint64(0xA5A5A5A5A5A5A5A5)
@@ -61,17 +60,33 @@ _PAD = b"\0" * 8
 
 
 def window_lengths(max_chars: int = DEFAULT_MAX_CHARS) -> tuple[int, int]:
-    """(head, tail): a text longer than ``max_chars`` is read as its first ``head`` and last ``tail`` characters."""
+    """(head, tail): how many characters are read of the first paragraph and of the last."""
     tail = min(TAIL_CHARS, max_chars // 2)
     return max_chars - tail, tail
 
 
+def paragraphs(text: str) -> list[str]:
+    """The text's paragraphs: ``\\r\\n`` read as ``\\n``, split at blank lines, stripped, empty ones dropped."""
+    pieces = (piece.strip() for piece in _BLANK_LINES.split(text.replace("\r\n", "\n")))
+    return [piece for piece in pieces if piece]
+
+
 def read_window(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> str:
-    """The characters the featurizer reads: all of a short text, else its head and tail joined by a space."""
-    if len(text) <= max_chars:
-        return text
+    """The characters the featurizer reads: the instruction, not the material pasted with it.
+
+    The first ``head`` characters of the first paragraph and the last ``tail`` of the last,
+    joined by a blank line (``window_lengths``); the paragraphs between them are skipped. A
+    text of one paragraph is read once: whole up to ``max_chars`` characters, else its first
+    ``head`` and last ``tail`` characters joined by a space.
+    """
     head, tail = window_lengths(max_chars)
-    return text[:head] + " " + text[-tail:]
+    parts = paragraphs(text)
+    if not parts:
+        return ""
+    if len(parts) == 1:
+        only = parts[0]
+        return only if len(only) <= max_chars else only[:head] + " " + only[-tail:]
+    return parts[0][:head] + "\n\n" + parts[-1][-tail:]
 
 
 def normalized_bytes(text: str) -> bytes:
@@ -84,35 +99,13 @@ def featurized_bytes(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> bytes:
     return b" " + normalized_bytes(read_window(text, max_chars)) + b" "
 
 
-def _windows(data: bytes) -> np.ndarray:
-    # Little-endian uint64 windows starting at every byte: window i holds bytes i..i+7, so
-    # the n-gram at i is the window's low n bytes (a distinct integer per n-gram and size).
-    return np.ndarray((len(data),), dtype="<u8", buffer=data + _PAD, strides=(1,))
-
-
-def ngram_keys(data: bytes, n: int) -> np.ndarray:
-    """The n-gram starting at every position of ``data`` as a little-endian integer (uint64)."""
-    return _windows(data)[: max(len(data) - n + 1, 0)] & _MASKS[n]
-
-
-def ngram_buckets(keys: np.ndarray, *, head: bool, bits: int = DEFAULT_BITS) -> np.ndarray:
-    """Bucket indices (int64) of n-gram keys; ``head`` for those of the first ``HEAD_BYTES`` bytes."""
-    if head:
-        keys = keys ^ _HEAD_SALT
-    return ((keys * _GOLDEN) >> np.uint64(64 - bits)).astype(np.int64)  # Fibonacci hashing
-
-
-def ngram_count(size: np.ndarray | int) -> np.ndarray | int:
-    """How many n-gram occurrences ``hashed_ngrams`` emits for ``size`` featurized bytes (element-wise)."""
-    head = np.minimum(size, HEAD_BYTES)
-    return sum(np.maximum(size - n + 1, 0) + np.maximum(head - n + 1, 0) for n in NGRAM_SIZES)
-
-
 def hashed_ngrams(text: str, bits: int = DEFAULT_BITS, max_chars: int = DEFAULT_MAX_CHARS) -> np.ndarray:
     """One bucket index (int64, in ``[0, 2**bits)``) per byte n-gram occurrence, unsorted."""
     data = featurized_bytes(text, max_chars)
     size = len(data)
-    windows = _windows(data)
+    # Little-endian uint64 windows starting at every byte: window i holds bytes i..i+7, so
+    # the n-gram at i is the window's low n bytes (a distinct integer per n-gram and size).
+    windows = np.ndarray((size,), dtype="<u8", buffer=data + _PAD, strides=(1,))
     head = min(size, HEAD_BYTES)
     keys = np.concatenate(
         [windows[: max(size - n + 1, 0)] & _MASKS[n] for n in NGRAM_SIZES]
@@ -145,12 +138,9 @@ def model_metadata(labels: tuple[str, ...], bits: int, max_chars: int) -> dict[s
 class TaskClassifier:
     """Scores the task type of a prompt with the packaged (or a given) ONNX model."""
 
-    def __init__(
-        self, session: ort.InferenceSession, labels: tuple[str, ...], bits: int, max_chars: int, model: bytes
-    ):
+    def __init__(self, session: ort.InferenceSession, labels: tuple[str, ...], bits: int, max_chars: int):
         self._session = session
         self._outputs = [OUTPUT_PROBABILITIES]
-        self._model = model
         self.labels = labels
         self.bits = bits
         self.max_chars = max_chars
@@ -171,7 +161,7 @@ class TaskClassifier:
             )
         if labels != expected_labels:
             raise ValueError(f"task classifier labels {labels} differ from {expected_labels}")
-        return cls(session, labels, int(featurizer["bits"]), int(featurizer["max_chars"]), model)
+        return cls(session, labels, int(featurizer["bits"]), int(featurizer["max_chars"]))
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> TaskClassifier:
@@ -197,52 +187,6 @@ class TaskClassifier:
     def predict_indices(self, texts: Iterable[str]) -> np.ndarray:
         """The label index of each text, exactly as :meth:`predict` (a loop: the graph scores one text per run)."""
         return np.array([int(np.argmax(self.probabilities(text))) for text in texts], dtype=np.int64)
-
-    @cached_property
-    def _linear_model(self) -> tuple[np.ndarray, np.ndarray]:
-        import onnx.numpy_helper  # only the batch path needs the weights as arrays; serving never imports onnx
-
-        initializers = {
-            tensor.name: onnx.numpy_helper.to_array(tensor)
-            for tensor in onnx.load_from_string(self._model).graph.initializer
-        }
-        weights = initializers["weights"].astype(np.float64)
-        table = np.column_stack([weights, np.abs(weights).max(axis=1)])
-        return table, initializers["bias"].astype(np.float64)
-
-    @property
-    def weight_table(self) -> np.ndarray:
-        """float64 ``[2**bits, len(labels) + 1]``: each bucket's weights, then their largest magnitude.
-
-        Its rows summed over a text's n-gram occurrences are what :meth:`labels_from_sums`
-        reads: a caller that can add those sums up faster than featurizing every text (the
-        simulator, whose prompts are made of cached pieces) scores many texts at once.
-        """
-        return self._linear_model[0]
-
-    def labels_from_sums(self, sums: np.ndarray, ngrams: np.ndarray) -> np.ndarray:
-        """Label indices from ``sums`` (``[texts, len(labels) + 1]``: rows of :attr:`weight_table`
-        summed over each text's n-gram occurrences, within ``SUMS_TOLERANCE``) and ``ngrams``
-        (occurrences per text); -1 where :meth:`predict` might give another label.
-
-        onnxruntime scores in float32. Whatever its summation order, its logit ``c`` is within
-        ``γ(N+1)·(v·Σ|w_c| + |b_c|)`` of the exact value, ``γ(m) = m·u/(1 − m·u)``, ``u = 2⁻²⁴``,
-        ``v`` the occurrence weight, and ``Σ|w_c|`` at most the sums' last column. Where the
-        best logit leads the second by more than twice that (plus ``v · SUMS_TOLERANCE`` for the
-        caller's rounding) and an allowance for the softmax's rounding, onnxruntime's argmax is
-        the same label.
-        """
-        bias = self._linear_model[1]
-        ngrams = np.asarray(ngrams, dtype=np.int64)
-        # the float32 occurrence weight the graph is fed (float64 1/sqrt is correctly rounded, as in Python)
-        v = (1.0 / np.sqrt(np.maximum(ngrams, 1))).astype(np.float32).astype(np.float64)
-        logits = bias + v[:, None] * sums[:, :-1]
-        m = ngrams + 1.0
-        gamma = m * FLOAT32_UNIT_ROUNDOFF / (1.0 - m * FLOAT32_UNIT_ROUNDOFF)
-        bound = gamma * (v * (sums[:, -1] + SUMS_TOLERANCE) + np.abs(bias).max()) + v * SUMS_TOLERANCE
-        ordered = np.sort(logits, axis=1)
-        certain = ordered[:, -1] - ordered[:, -2] > 2.0 * bound + SOFTMAX_ALLOWANCE
-        return np.where(certain, np.argmax(logits, axis=1), -1)
 
 
 @cache

@@ -31,6 +31,7 @@ def feast_cli(repo_path: Path, *args: str) -> str:
     feast = Path(sys.executable).with_name("feast")
     result = subprocess.run(
         [str(feast), "--chdir", str(repo_path), *args],
+        cwd=repo_path,  # the DuckDB offline store resolves the sources' relative paths against the cwd
         capture_output=True,
         text=True,
         env={**os.environ, "FEAST_USAGE": "False"},
