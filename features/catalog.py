@@ -154,9 +154,19 @@ class Catalog(_Strict):
     def in_region(self, region: str) -> tuple[Sku, ...]:
         return tuple(sku for sku in self.skus if sku.deployed_in(region))
 
+    @cached_property
+    def _serving_costs(self) -> dict[str, ServingCost]:
+        return {sku.name: self._derive_serving_cost(sku) for sku in self.skus}
+
     def serving_cost(self, sku: Sku | str) -> ServingCost:
         """USD per 1M tokens of GPU time at the catalog's GPU price and fleet utilization."""
-        sku = self.get(sku) if isinstance(sku, str) else sku
+        name = sku if isinstance(sku, str) else sku.name
+        cost = self._serving_costs.get(name)
+        if cost is None or (not isinstance(sku, str) and sku is not self._by_name.get(name)):
+            return self._derive_serving_cost(self.get(sku) if isinstance(sku, str) else sku)
+        return cost  # computed once per catalog: the request path prices every candidate
+
+    def _derive_serving_cost(self, sku: Sku) -> ServingCost:
         usd_per_second = self.gpu_hour_usd * sku.serving.gpus_per_replica / 3600.0 / self.fleet_utilization
 
         def per_mtok(tokens_per_s: float) -> float:

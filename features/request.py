@@ -9,10 +9,9 @@ monitoring all go through these functions, so a feature has exactly one definiti
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from features.catalog import Sku
-from features.prefix import prefix_block_hashes
 from features.schema import CANDIDATE_FEATURES, REQUEST_FEATURES
 from features.task_classifier import predict_task_type
 from features.text_signals import detect_script, has_code
@@ -33,7 +32,6 @@ class RequestFacts:
     stream: bool
     script: str
     task_type: str
-    prefix_hashes: tuple[int, ...] = field(default=(), repr=False)
 
 
 def content_text(content: object) -> str:
@@ -78,7 +76,6 @@ def facts_from_request(payload: Mapping[str, object]) -> RequestFacts:
         stream=bool(payload.get("stream")),
         script=detect_script(last_user),
         task_type=predict_task_type(last_user),
-        prefix_hashes=tuple(prefix_block_hashes(segments)),
     )
 
 

@@ -4,13 +4,14 @@ Every text is deterministic for its seed and has an exact UTF-8 byte length, so
 ``features.tokens.estimate_tokens`` (one token per 4 bytes) of a rendered segment equals the
 token count the simulation chose for it.
 
-A user turn is its lead sentence (and code snippet), padding, and the marker. The padding
-(also every system prompt and earlier answer) is read cyclically out of a fixed per-script
-:class:`PaddingCorpus`, from an offset its seed picks: any window of it is a slice or two of
-one string, so :mod:`simulator.served_signals` can score the task-type classifier's window of
-a million turns from cached sums without rendering them. The padding vocabulary contains
-none of the patterns of ``has_code`` (and none of the old keyword hint's words), so
-``has_code`` reads only the lead and the snippet.
+A user turn is laid out in paragraphs (separated by blank lines):
+``lead`` [``code snippet``] ``padding`` ``marker``. The lead states the instruction; the
+padding (also every system prompt and earlier answer) is filler words, or pseudo-words in the
+turn's script, drawn from the turn's seed, on one line. The padding vocabulary contains none
+of the patterns of ``has_code`` (and none of the old keyword hint's words), so ``has_code``
+reads only the lead and the snippet; the task-type classifier reads only the first and last
+paragraphs, the lead and the marker. :mod:`simulator.served_signals` relies on both to give
+the bootstrap serving's signals from lookup tables.
 
 The last user turn ends with a ground-truth marker for the simulated worker,
 ``[[sim out=350 task=1 difficulty=0.70]]``: ``out`` is the number of output tokens to
@@ -31,7 +32,7 @@ import numpy as np
 from features.schema import TASK_TYPES
 from features.text_signals import has_code
 from features.tokens import BYTES_PER_TOKEN
-from simulator.world import splitmix64, stable_seed
+from simulator.world import stable_seed
 
 PROMPT_SCRIPTS: tuple[str, ...] = (
     "latin",
@@ -115,7 +116,6 @@ CODE_SWITCH_WORDS: dict[tuple[str, int], str] = {("code", 0): "Python", ("extrac
 
 CODE_SNIPPET = "```\nresult = total + offset\nprint(result)\n```"
 MIN_USER_TOKENS = 96  # room for the lead, a code snippet and the marker, with padding to spare
-PADDING_CORPUS_BYTES = 1 << 15  # per script; padding longer than this repeats it
 
 # Padding vocabulary: no keyword of keyword_task_type inside a word, no word ending in the first
 # word of a multi-word keyword ("write a", "list all", ...), nothing has_code() matches.
@@ -188,78 +188,32 @@ def _script_words(rng: np.random.Generator, script: str, n_chars: int) -> str:
     return with_spaces.astype("<u4").tobytes().decode("utf-32-le")
 
 
-def _latin_words(rng: np.random.Generator, count: int) -> str:
-    """``count`` filler words, a full stop after every twelfth."""
+def _latin_words(rng: np.random.Generator, n_bytes: int) -> str:
+    """Filler sentences of at least ``n_bytes`` ASCII bytes, a full stop after every twelfth word."""
+    count = n_bytes // 5 + 8
     chosen = [FILLER_WORDS[i] for i in rng.integers(0, len(FILLER_WORDS), size=count).tolist()]
     for sentence_end in range(11, count, 12):
         chosen[sentence_end] += "."
-    return " ".join(chosen)
-
-
-@dataclass(frozen=True, eq=False)
-class PaddingCorpus:
-    """A script's padding text, read cyclically: ``text`` twice over, so any slice shorter than
-    ``text`` starts at an offset below ``chars`` and is contiguous."""
-
-    doubled: str
-    byte_offsets: np.ndarray  # int64 [len(doubled) + 1]: UTF-8 offset of each character of ``doubled``
-
-    @property
-    def chars(self) -> int:
-        return len(self.doubled) // 2
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.byte_offsets[self.chars])
-
-    def offsets(self, seeds: np.ndarray) -> np.ndarray:
-        """The character offset each padding seed (uint64) starts reading at."""
-        return (splitmix64(np.asarray(seeds, dtype=np.uint64)) % np.uint64(self.chars)).astype(np.int64)
-
-    def chars_within(self, start: np.ndarray, n_bytes: np.ndarray) -> np.ndarray:
-        """How many characters from ``start`` fit in ``n_bytes`` (< ``nbytes``) bytes."""
-        stop = np.searchsorted(self.byte_offsets, self.byte_offsets[start] + n_bytes, side="right") - 1
-        return stop - start
-
-
-@cache
-def padding_corpus(script: str) -> PaddingCorpus:
-    """``PADDING_CORPUS_BYTES`` of filler words (Latin) or pseudo-words, ending with a space."""
-    rng = _rng(stable_seed("padding-corpus", script))
-    if script == "latin":
-        text = _latin_words(rng, PADDING_CORPUS_BYTES // 6) + " "
-    else:
-        _, _, width = _SCRIPT_RANGES[script]
-        words = _script_words(rng, script, PADDING_CORPUS_BYTES // width)
-        text = words[: words.rindex(" ")] + " "
-    doubled = text + text
-    widths = [len(char.encode("utf-8")) for char in doubled]
-    return PaddingCorpus(doubled, np.concatenate([[0], np.cumsum(widths)]).astype(np.int64))
+    text = " ".join(chosen)
+    while len(text) < n_bytes:
+        text += " " + _latin_words(rng, n_bytes - len(text))
+    return text
 
 
 def filler(seed: int, n_bytes: int, script: str = "latin") -> str:
-    """Deterministic padding of exactly ``n_bytes`` UTF-8 bytes: the script's corpus read
-    cyclically from the seed's offset, then up to two spaces where a character would not fit."""
+    """Deterministic padding of exactly ``n_bytes`` UTF-8 bytes, on one line: filler words (Latin)
+    or pseudo-words, then spaces where a multi-byte character would not fit."""
     if n_bytes <= 0:
         return ""
-    corpus = padding_corpus(script)
-    start = int(corpus.offsets(np.array([seed], dtype=np.uint64))[0])
-    cycles, rest = divmod(n_bytes, corpus.nbytes)
-    count = int(corpus.chars_within(np.array([start]), np.array([rest]))[0])
-    body = corpus.doubled[start : start + corpus.chars] * cycles + corpus.doubled[start : start + count]
-    used = int(corpus.byte_offsets[start + count] - corpus.byte_offsets[start])
-    return body + " " * (rest - used)
-
-
-def user_turn_seeds(world_seed: int, conversation_id: np.ndarray, turn: np.ndarray) -> np.ndarray:
-    """The padding seed (uint64) of each user turn; vectorised, as the bootstrap needs it."""
-    salt = np.uint64(stable_seed("user-turn", world_seed))
-    turns = np.asarray(turn).astype(np.uint64)
-    return splitmix64(splitmix64(np.asarray(conversation_id).astype(np.uint64) ^ salt) ^ turns)
-
-
-def user_turn_seed(world_seed: int, conversation_id: int, turn: int) -> int:
-    return int(user_turn_seeds(world_seed, np.array([conversation_id]), np.array([turn]))[0])
+    rng = _rng(seed)
+    if script == "latin":
+        return _latin_words(rng, n_bytes)[:n_bytes]
+    _, _, width = _SCRIPT_RANGES[script]
+    text = _script_words(rng, script, n_bytes // width + 2)
+    widths = np.where(np.frombuffer(text.encode("utf-32-le"), dtype="<u4") == 0x20, 1, width)
+    keep = int(np.searchsorted(np.cumsum(widths), n_bytes, side="right"))
+    body = text[:keep]
+    return body + " " * (n_bytes - len(body.encode("utf-8")))
 
 
 @cache
@@ -282,16 +236,21 @@ def lead_has_code(script: str, task: str, template: int, code: bool) -> bool:
     return has_code(visible_lead(script, task, template, code))
 
 
+def join_user_turn(lead: str, padding: str, marker: str | None) -> str:
+    """The layout of a user turn: ``lead`` (``visible_lead``), ``padding`` and ``marker``, as paragraphs."""
+    return f"{lead}\n\n{padding}" + (f"\n\n{marker}" if marker else "")
+
+
 def user_turn_text(
     seed: int, *, script: str, task: str, template: int, code: bool, tokens: int, marker: str | None
 ) -> str:
-    """A user turn of exactly ``tokens`` estimated tokens: lead, snippet, padding, marker."""
-    head = visible_lead(script, task, template, code) + "\n\n"
-    tail = f"\n\n{marker}" if marker else ""
-    padding = tokens * BYTES_PER_TOKEN - len(head.encode("utf-8")) - len(tail.encode("utf-8"))
+    """A user turn of exactly ``tokens`` estimated tokens: lead, snippet, padding and marker,
+    separated by blank lines."""
+    lead = visible_lead(script, task, template, code)
+    padding = tokens * BYTES_PER_TOKEN - len(join_user_turn(lead, "", marker).encode("utf-8"))
     if padding < 0:
         raise ValueError(f"a user turn of {tokens} tokens cannot hold its lead and marker")
-    return head + filler(seed, padding, script) + tail
+    return join_user_turn(lead, filler(seed, padding, script), marker)
 
 
 def conversation_user_turn(
@@ -309,7 +268,7 @@ def conversation_user_turn(
 ) -> str:
     """User turn ``turn`` of a simulated conversation, marker included, exactly as it is sent."""
     return user_turn_text(
-        user_turn_seed(world_seed, conversation_id, turn),
+        stable_seed(world_seed, conversation_id, turn, "user"),
         script=script,
         task=task,
         template=template,

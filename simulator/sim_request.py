@@ -58,7 +58,7 @@ def facts_columns(world: World, table: TurnTable, signals: ServedSignals) -> Fac
         has_tools=table.has_tools,
         stream=table.stream,
         script=script_in_schema[table.script],
-        task_type=signals.task_types(world.seed, table),
+        task_type=signals.task_types(table),
         tenant_tier=world.columns.tier[table.tenant],
         surface=world.columns.surface[table.tenant],
     )

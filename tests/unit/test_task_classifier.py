@@ -8,16 +8,18 @@ import pytest
 
 from features.schema import TASK_TYPES
 from features.task_classifier import (
+    DEFAULT_MAX_CHARS,
     HEAD_BYTES,
     MODEL_RESOURCE,
+    NGRAM_SIZES,
     TAIL_CHARS,
     TaskClassifier,
     default_task_classifier,
     feature_row,
     featurized_bytes,
     hashed_ngrams,
-    ngram_count,
     occurrence_weight,
+    paragraphs,
     predict_task_type,
     predict_task_types,
     read_window,
@@ -99,14 +101,40 @@ def test_a_model_with_other_labels_is_refused():
         TaskClassifier.from_bytes(model, expected_labels=tuple(reversed(TASK_TYPES)))
 
 
-def test_a_long_text_is_read_by_its_head_and_tail():
-    document = "The quarterly report shows steady growth. " * 100
-    text = document + "Summarize the above."
-    head, tail = text[: 1000 - TAIL_CHARS], text[-TAIL_CHARS:]
-    assert np.array_equal(
-        hashed_ngrams(text, max_chars=1000), hashed_ngrams(head + " " + tail, max_chars=2000)
-    )
-    assert hashed_ngrams(text, max_chars=1000).size < hashed_ngrams(text, max_chars=5000).size
+HEAD_CHARS = DEFAULT_MAX_CHARS - TAIL_CHARS
+ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+DOCUMENT = " ".join(f"The quarterly report shows steady growth in region {k}." for k in range(60))
+
+
+def test_the_window_is_the_first_and_the_last_paragraph():
+    middle = "\n\n".join([DOCUMENT, "Table 1: revenue by month.", DOCUMENT])
+    text = f"Summarize the following report for the board.\n\n{middle}\n\nKeep it under 100 words."
+    assert read_window(text) == "Summarize the following report for the board.\n\nKeep it under 100 words."
+    # the material between them is not read: any other middle gives the same features
+    other = text.replace(middle, "lorem ipsum " * 500)
+    assert np.array_equal(hashed_ngrams(text), hashed_ngrams(other))
+
+
+def test_the_instruction_is_read_before_or_after_a_pasted_document():
+    before, after = f"Summarize the following:\n\n{DOCUMENT}", f"{DOCUMENT}\n\nSummarize the above."
+    assert read_window(before) == "Summarize the following:\n\n" + DOCUMENT[-TAIL_CHARS:]
+    assert read_window(after) == DOCUMENT[:HEAD_CHARS] + "\n\nSummarize the above."
+
+
+def test_each_paragraph_is_capped_and_one_paragraph_is_read_once():
+    first, last = "a" * 2000, "b" * 2000
+    assert read_window(f"{first}\n\n{last}") == "a" * HEAD_CHARS + "\n\n" + "b" * TAIL_CHARS
+    assert read_window(DOCUMENT) == DOCUMENT[:HEAD_CHARS] + " " + DOCUMENT[-TAIL_CHARS:]
+    short = "Fix the bug in this function:\ndef f(x):\n    return x +"
+    assert read_window(short) == short  # single newlines do not end a paragraph
+    assert read_window(DOCUMENT[:DEFAULT_MAX_CHARS]) == DOCUMENT[:DEFAULT_MAX_CHARS]
+    assert hashed_ngrams(DOCUMENT).size < hashed_ngrams(DOCUMENT, max_chars=len(DOCUMENT)).size
+
+
+def test_blank_lines_of_any_kind_separate_paragraphs():
+    assert paragraphs("  one\r\n\r\ntwo \n \t \n\n\nthree\n") == ["one", "two", "three"]
+    assert paragraphs("\n\n \n") == [] and read_window("\n\n \n") == ""
+    assert read_window("Question?\r\n\r\nAnswer:") == read_window("Question?\n\nAnswer:")
 
 
 def test_the_feature_row_is_counts_over_the_root_of_the_ngram_count():
@@ -129,10 +157,27 @@ def test_the_hash_is_fixed_not_salted():
     assert hashed_ngrams("Hi!", bits=15).tolist() == [7867, 23599, 8528, 2071, 24278, 25808, 1395, 30074]
 
 
+def reference_window(text: str, head: int = HEAD_CHARS, tail: int = TAIL_CHARS) -> str:
+    """The documented window in plain Python: paragraphs are runs of lines that are not blank."""
+    runs: list[list[str]] = [[]]
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if line.strip():
+            runs[-1].append(line)
+        elif runs[-1]:
+            runs.append([])
+    found = ["\n".join(run).strip() for run in runs if run]
+    if not found:
+        return ""
+    if len(found) == 1:
+        return found[0] if len(found[0]) <= head + tail else found[0][:head] + " " + found[0][-tail:]
+    return found[0][:head] + "\n\n" + found[-1][-tail:]
+
+
 def reference_hashed_ngrams(text: str, bits: int) -> list[int]:
-    """The documented definition in plain Python: little-endian byte n-grams (those of the
-    first HEAD_BYTES bytes again, salted) times 2^64/phi, top ``bits`` bits."""
-    data = (" " + text.lower() + " ").encode().translate(bytes.maketrans(b"123456789", b"000000000"))
+    """The documented definition in plain Python: little-endian byte n-grams of the window (those
+    of its first HEAD_BYTES bytes again, salted) times 2^64/phi, top ``bits`` bits."""
+    window = reference_window(text)
+    data = (" " + window.lower() + " ").encode().translate(ZERO_DIGITS)
     keys = [int.from_bytes(data[i : i + n], "little") for n in (3, 5) for i in range(len(data) - n + 1)]
     head = data[:HEAD_BYTES]
     keys += [
@@ -145,10 +190,28 @@ def reference_hashed_ngrams(text: str, bits: int) -> list[int]:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "a", "ab", "Grüße aus Köln", "print('hello, 42')", "日本語のテキスト", "A longer request. " * 20],
+    [
+        "",
+        "a",
+        "ab",
+        "Grüße aus Köln",
+        "print('hello, 42')",
+        "日本語のテキスト",
+        "A longer request. " * 20,
+        "Summarize this:\r\n\r\n" + "Some pasted text. " * 80 + "\n \nThanks!",
+    ],
 )
 def test_the_numpy_featurizer_matches_its_definition(text):
     assert hashed_ngrams(text, bits=15).tolist() == reference_hashed_ngrams(text, bits=15)
+
+
+def test_the_window_matches_its_definition_on_random_paragraphs():
+    rng = np.random.default_rng(3)
+    pieces = ["abc", "xyz", " ", ".", "\n", "\n\n", "\r\n", "\t", "7", "é", "漢"]
+    for length in (0, 1, 3, 20, 150, 400, 1000, 3000):
+        for _ in range(20):
+            text = "".join(rng.choice(pieces, size=length))
+            assert read_window(text) == reference_window(text), repr(text)
 
 
 def test_the_featurizer_is_deterministic_across_processes():
@@ -172,13 +235,18 @@ def test_the_featurizer_is_deterministic_across_processes():
     assert outputs == {str(hashed_ngrams(text).tolist())}
 
 
-def test_the_window_is_what_the_featurizer_reads_and_the_count_follows_its_size():
+def test_the_ngram_count_follows_the_size_of_the_window():
     rng = np.random.default_rng(3)
-    for length in (0, 1, 3, 150, 158, 159, 160, 999, 1000, 1001, 5000):
+    for length in (0, 1, 3, 150, 158, 159, 160, 899, 900, 901, 5000):
         text = "".join(rng.choice(list("abc xyz.\n7é漢"), size=length))
-        assert np.array_equal(hashed_ngrams(text), hashed_ngrams(read_window(text), max_chars=10_000))
-        assert hashed_ngrams(text).size == ngram_count(len(featurized_bytes(text)))
-        assert len(read_window(text)) == (length if length <= 1000 else 1001)
+        assert (
+            featurized_bytes(text) == b" " + read_window(text).lower().encode().translate(ZERO_DIGITS) + b" "
+        )
+        size = len(featurized_bytes(text))
+        head = min(size, HEAD_BYTES)
+        count = sum(max(size - n + 1, 0) + max(head - n + 1, 0) for n in NGRAM_SIZES)
+        assert hashed_ngrams(text).size == count
+        assert len(read_window(text)) <= DEFAULT_MAX_CHARS + 2
 
 
 def test_a_batch_is_labelled_exactly_as_one_text_at_a_time(classifier):
@@ -187,41 +255,3 @@ def test_a_batch_is_labelled_exactly_as_one_text_at_a_time(classifier):
         TASK_TYPES.index(classifier.predict(t)) for t in texts
     ]
     assert predict_task_types(texts) == [predict_task_type(t) for t in texts]
-
-
-def test_labels_from_weight_sums_agree_with_onnxruntime_or_abstain(classifier):
-    rng = np.random.default_rng(5)
-    words = [
-        "the",
-        "a",
-        "of",
-        "and",
-        "code",
-        "poem",
-        "summarize",
-        "extract",
-        "why",
-        "solve",
-        "who",
-        "7",
-        "+",
-        "=",
-        "?",
-        ".",
-        "hello",
-    ]
-    texts = [" ".join(rng.choice(words, size=rng.integers(1, 400))) for _ in range(300)]
-    texts += [text for text, _ in CLEAR_PROMPTS]
-    rows = [hashed_ngrams(text) for text in texts]
-    sums = np.stack([classifier.weight_table[indices].sum(axis=0) for indices in rows])
-    ngrams = np.array([indices.size for indices in rows])
-    labels = classifier.labels_from_sums(sums, ngrams)
-    decided = labels >= 0
-    assert decided.mean() > 0.9
-    expected = classifier.predict_indices(texts)
-    assert np.array_equal(labels[decided], expected[decided])
-    # where float32 rounding could reach the gap between the two best logits, it abstains
-    loose = sums.copy()
-    loose[:, -1] = 1e9  # a huge sum of |weights| makes the rounding bound huge
-    assert (classifier.labels_from_sums(loose, ngrams) == -1).all()
-    assert (classifier.labels_from_sums(np.full_like(sums, np.nan), ngrams) == -1).all()

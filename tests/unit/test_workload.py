@@ -7,10 +7,20 @@ from features.catalog import REGIONS
 from features.prefix import prefix_block_hashes
 from features.request import facts_from_request, prompt_segments, request_features
 from features.schema import SCRIPTS, SURFACES, TASK_TYPES, TENANT_TIERS
-from features.task_classifier import default_task_classifier, hashed_ngrams
+from features.task_classifier import default_task_classifier, paragraphs, read_window
 from features.text_signals import detect_script, has_code, keyword_task_type
-from simulator.prompts import PADDING_CORPUS_BYTES, PROMPT_SCRIPTS, filler, padding_corpus, parse_sim_marker
-from simulator.served_signals import ServedSignals
+from features.tokens import BYTES_PER_TOKEN
+from simulator.prompts import (
+    PROMPT_SCRIPTS,
+    filler,
+    join_user_turn,
+    lead_sentence,
+    parse_sim_marker,
+    sim_marker,
+    user_turn_text,
+    visible_lead,
+)
+from simulator.served_signals import MAX_OUT_DIGITS, ServedSignals, out_digits
 from simulator.text import parse_sim_hints
 from simulator.workload import (
     US_PER_DAY,
@@ -139,9 +149,9 @@ def _last_user_chars(world, table, rows):
     return np.array([len(table.sim_request(world, row).user_text(int(table.turn[row]))) for row in rows])
 
 
-def _sample_rows(world, table, signals, per_group=25):
-    """>= 2,000 rows: every script x task with short and long last turns, every row the fast path
-    leaves to the exact classifier, follow-ups, code, tools, the shortest turns and the longest prompts."""
+def _sample_rows(world, table, per_group=25):
+    """>= 2,000 rows: every script x task with short and long last turns, every length of the
+    marker's ``out``, follow-ups, code, tools, the shortest turns and the longest prompts."""
     rng = np.random.default_rng(4)
     rows = set(rng.choice(len(table), 1200, replace=False).tolist())
     long = _last_user_chars(world, table, range(len(table))) > default_task_classifier().max_chars
@@ -150,26 +160,29 @@ def _sample_rows(world, table, signals, per_group=25):
             for is_long in (False, True):
                 group = (table.script == script) & (table.task == task) & (long == is_long)
                 rows.update(np.flatnonzero(group)[:per_group].tolist())
-    sums, ngrams = signals.task_type_sums(world.seed, table)
-    undecided = np.flatnonzero(signals.classifier.labels_from_sums(sums, ngrams) < 0)
-    rows.update(undecided.tolist())
-    for mask in (table.turn > 2, table.code, table.has_tools, table.user_tokens < 130):
+    digits = out_digits(table.output_tokens)
+    for mask in [digits == d for d in np.unique(digits)] + [
+        table.turn > 2,
+        table.code,
+        table.has_tools,
+        table.user_tokens < 130,
+    ]:
         rows.update(np.flatnonzero(mask)[:25].tolist())
     rows.update(np.argsort(table.prompt_tokens)[-2:].tolist())
-    return sorted(rows), long, undecided
+    return sorted(rows), long
 
 
 def test_rendered_payloads_give_the_fast_path_facts(world, conversations, signals):
     """The training-serving contract: serving's facts from the text equal the bootstrap's facts without it."""
     columns = facts_columns(world, conversations, signals)
     vectors = request_feature_matrix(columns)
-    rows, long, undecided = _sample_rows(world, conversations, signals)
+    rows, long = _sample_rows(world, conversations)
     assert len(rows) >= 2000
-    assert len(undecided) and set(undecided) <= set(rows)  # the exact fallback is exercised too
     covered = set(zip(conversations.script[rows].tolist(), long[rows].tolist(), strict=True))
     assert covered == {(s, x) for s in range(len(PROMPT_SCRIPTS)) for x in (False, True)}
     covered = set(zip(conversations.task[rows].tolist(), long[rows].tolist(), strict=True))
     assert covered == {(t, x) for t in range(len(TASK_TYPES)) for x in (False, True)}
+    assert len(set(out_digits(conversations.output_tokens[rows]).tolist())) >= 4
     assert conversations.prompt_tokens[rows].max() > 20_000
     for row in rows:
         request = conversations.sim_request(world, row)
@@ -193,18 +206,45 @@ def test_rendered_payloads_give_the_fast_path_facts(world, conversations, signal
         assert SURFACES[columns.surface[row]] == request.tenant.surface
 
 
-def test_the_fast_path_sums_are_the_classifier_window_sums(world, conversations, signals):
-    """Each piece of the decomposition is right: the fast path's weight sums and n-gram counts equal
-    those of the rendered last user turn, for every row (not only where the label would hide an error)."""
-    sums, ngrams = signals.task_type_sums(world.seed, conversations)
-    table = signals.classifier.weight_table
-    for row in range(0, len(conversations), 3):
-        request = conversations.sim_request(world, row)
-        indices = hashed_ngrams(request.user_text(request.turn))
-        assert ngrams[row] == indices.size, row
-        np.testing.assert_allclose(sums[row], table[indices].sum(axis=0), rtol=0, atol=1e-9, err_msg=str(row))
-    undecided = signals.classifier.labels_from_sums(sums, ngrams) < 0
-    assert 0 < undecided.mean() < 0.02
+def test_the_classifier_reads_only_the_lead_and_the_marker_of_a_user_turn(signals):
+    """Why the lookup table is exact: whatever a turn's padding (none, a few bytes, many tokens, any
+    seed) and its marker's values, its window is the lead sentence and the marker, and the table
+    holds that window's label."""
+    classifier = default_task_classifier()
+    rng = np.random.default_rng(8)
+    for index in np.ndindex(signals.has_code.shape):
+        script, task, template, code = (
+            PROMPT_SCRIPTS[index[0]],
+            TASK_TYPES[index[1]],
+            index[2],
+            bool(index[3]),
+        )
+        lead = visible_lead(script, task, template, code)
+        for digits in range(MAX_OUT_DIGITS):
+            out = int(rng.integers(10**digits, 10 ** (digits + 1)))
+            marker = sim_marker(out, task, float(rng.random()))
+            window = f"{lead_sentence(script, task, template)}\n\n{marker}"
+            unpadded = join_user_turn(lead, "", marker)
+            assert read_window(unpadded) == window
+            shortest = -(-len(unpadded.encode()) // BYTES_PER_TOKEN)  # 0-3 bytes of padding
+            lengths = [int(rng.integers(shortest, 3000))]
+            if digits in (0, 2):
+                lengths += [shortest, shortest + 1, shortest + 2]
+            for tokens in lengths:
+                seed = int(rng.integers(1 << 32))
+                turn = user_turn_text(
+                    seed, script=script, task=task, template=template, code=code, tokens=tokens, marker=marker
+                )
+                assert read_window(turn) == window, (index, digits, tokens)
+            # the rendered turn (random out and difficulty of this length) gets the cell's label
+            assert TASK_TYPES.index(classifier.predict(turn)) == signals.task_type[(*index, digits)]
+
+
+def test_out_digits_is_the_length_of_the_number():
+    values = np.array([0, 1, 9, 10, 99, 100, 4096, 65_535, 10**8, 10**9 - 1])
+    assert out_digits(values).tolist() == [len(str(v)) - 1 for v in values]
+    with pytest.raises(ValueError):
+        out_digits(np.array([10**MAX_OUT_DIGITS]))
 
 
 def test_the_marker_carries_the_ground_truth_to_the_worker(world, conversations):
@@ -249,27 +289,24 @@ def test_the_served_task_type_says_something_about_every_task_but_is_not_the_tru
         assert (served[is_task] == task).mean() > 1.2 * (served[~is_task] == task).mean(), TASK_TYPES[task]
 
 
-def test_padding_is_invisible_to_has_code_and_to_the_keyword_rules():
+def test_padding_is_one_line_invisible_to_has_code_and_to_the_keyword_rules():
     for seed in range(5):
         for script in PROMPT_SCRIPTS:
-            for size in (6000 + seed, 3 * PADDING_CORPUS_BYTES + 7 * seed):
+            for size in (1, 2, 3, 6000 + seed, 100_000 + 7 * seed):
                 text = filler(seed, size, script)
                 assert len(text.encode("utf-8")) == size
+                assert "\n" not in text
                 assert keyword_task_type(text) == "chat"
                 assert not has_code(text)
-                assert detect_script(text) == script
+                if size > 100:
+                    assert detect_script(text) == script
 
 
-def test_padding_reads_the_script_corpus_cyclically_from_the_seed_offset():
+def test_padding_is_drawn_from_its_seed():
     for script in PROMPT_SCRIPTS:
-        corpus = padding_corpus(script)
-        long = filler(17, 2 * corpus.nbytes + 100, script)
-        start = corpus.doubled.index(long[:60])
-        assert long.startswith(corpus.doubled[start : start + corpus.chars] * 2)
-        assert long.startswith(
-            filler(17, 500, script).rstrip(" ")
-        )  # up to 2 spaces where a character did not fit
+        assert filler(17, 500, script) == filler(17, 500, script)
         assert filler(18, 500, script) != filler(17, 500, script)
+        assert len(paragraphs(filler(17, 500, script))) == 1
 
 
 def test_a_load_generator_gets_requests_in_arrival_order(world):
