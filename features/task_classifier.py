@@ -4,12 +4,13 @@ The featurizer is defined here once and used by training (``training.task_classi
 and serving alike. ``hashed_ngrams`` reads the instruction of a prompt, not the material
 pasted into it (``read_window``): the first paragraph of the text, where a request usually
 opens ("Summarize the following:"), and the last one, where it sometimes closes ("...
-summarize the above"); paragraphs are separated by blank lines, each is capped (the first
-``max_chars - TAIL_CHARS`` characters of the first, the last ``TAIL_CHARS`` of the last), and
-the paragraphs between them are not read. It lower-cases that window, maps digits to ``0``,
-encodes it as UTF-8 padded with one space on each side, and emits one bucket index per
-occurrence of every byte 3-gram and 5-gram, plus the n-grams of the first ``HEAD_BYTES``
-bytes once more under their own key (the request is usually stated first). Keys are hashed
+summarize the above"). Paragraphs are separated by blank lines; the first ``max_chars -
+TAIL_CHARS`` characters of the first and the last ``TAIL_CHARS`` of the last are read, the
+paragraphs between them are not, and a single paragraph of at most ``max_chars`` characters
+is read whole. It lower-cases that window, maps digits to ``0``, encodes it as UTF-8 padded
+with one space on each side, and emits one bucket index per occurrence of every byte 3-gram
+and 5-gram, plus the n-grams of the first ``HEAD_BYTES`` bytes once more under their own key
+(the request is usually stated first). Keys are hashed
 into ``2**bits`` buckets with a fixed multiplicative hash (not the salted ``hash()``), so the
 same text gives the same indices in every process and on every machine.
 
@@ -71,22 +72,57 @@ def paragraphs(text: str) -> list[str]:
     return [piece for piece in pieces if piece]
 
 
-def read_window(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> str:
-    """The characters the featurizer reads: the instruction, not the material pasted with it.
-
-    The first ``head`` characters of the first paragraph and the last ``tail`` of the last,
-    joined by a blank line (``window_lengths``); the paragraphs between them are skipped. A
-    text of one paragraph is read once: whole up to ``max_chars`` characters, else its first
-    ``head`` and last ``tail`` characters joined by a space.
-    """
-    head, tail = window_lengths(max_chars)
-    parts = paragraphs(text)
+def instruction_window(parts: list[str], max_chars: int = DEFAULT_MAX_CHARS) -> str:
+    """The window of a text with these ``paragraphs``: a single paragraph of at most ``max_chars``
+    characters whole, else the first ``head`` characters of the first paragraph and the last
+    ``tail`` of the last (the same paragraph if there is one), joined by a blank line."""
     if not parts:
         return ""
-    if len(parts) == 1:
-        only = parts[0]
-        return only if len(only) <= max_chars else only[:head] + " " + only[-tail:]
+    if len(parts) == 1 and len(parts[0]) <= max_chars:
+        return parts[0]
+    head, tail = window_lengths(max_chars)
     return parts[0][:head] + "\n\n" + parts[-1][-tail:]
+
+
+def read_window(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> str:
+    """The characters the featurizer reads, ``instruction_window(paragraphs(text))``: the
+    instruction, not the material pasted with it.
+
+    A long text is not split whole: only its first ``2 * head + 4`` and last ``2 * tail + 4``
+    characters (after stripping) are looked at, which hold the window whatever the line endings,
+    so the cost does not grow with the text (tested against the definition).
+    """
+    text = text.strip()
+    if len(text) <= 4 * max_chars:
+        return instruction_window(paragraphs(text), max_chars)
+    head, tail = window_lengths(max_chars)
+    first = _first_paragraph_head(text[: 2 * head + 4], head)
+    last = _last_paragraph_tail(text[-(2 * tail + 4) :], tail)
+    if first is None or last is None:  # a long run of whitespace at the edge of a piece: split it all
+        return instruction_window(paragraphs(text), max_chars)
+    # more than 2 * max_chars characters, so more than max_chars once normalized: never one short paragraph
+    return first + "\n\n" + last
+
+
+def _first_paragraph_head(piece: str, head: int) -> str | None:
+    """The first ``head`` characters of the first paragraph of a text that starts with ``piece``
+    (which starts with a non-space); None if ``piece`` cannot tell."""
+    found = _BLANK_LINES.search(piece)
+    if found:  # the paragraph ends inside the piece
+        return piece[: found.start()].replace("\r\n", "\n").strip()[:head]
+    # no blank line ends in the piece: the paragraph runs at least to its last non-space
+    prefix = piece.replace("\r\n", "\n").rstrip()
+    return prefix[:head] if len(prefix) >= head else None
+
+
+def _last_paragraph_tail(piece: str, tail: int) -> str | None:
+    """The last ``tail`` characters of the last paragraph of a text that ends with ``piece``
+    (which ends with a non-space); None if ``piece`` cannot tell."""
+    blank_lines = list(_BLANK_LINES.finditer(piece))
+    if blank_lines:  # the paragraph starts inside the piece
+        return piece[blank_lines[-1].end() :].replace("\r\n", "\n").strip()[-tail:]
+    suffix = piece.replace("\r\n", "\n").lstrip()
+    return suffix[-tail:] if len(suffix) >= tail else None
 
 
 def normalized_bytes(text: str) -> bytes:

@@ -89,6 +89,7 @@ class Runtime:
     tasks: list[asyncio.Task] = field(default_factory=list)
     closers: list = field(default_factory=list)
     store_stats: object | None = None  # the StoreFeatureReader, when Feast is used
+    router_labels: set[tuple[str, str]] = field(default_factory=set)
 
 
 async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -> Runtime:
@@ -354,8 +355,13 @@ def readiness(runtime: Runtime) -> dict[str, object]:
 def refresh_gauges(runtime: Runtime) -> None:
     m = runtime.gateway.metrics
     router = runtime.champion.current
-    m.router_info.clear()
-    m.router_info.labels(router.router_version, router.registry_version or "").set(1)
+    # the router in use is 1, routers served before are 0 (no .clear(): Feast's import switches
+    # prometheus_client to multi-process mode, where clearing labels is not implemented)
+    labels = (router.router_version, router.registry_version or "")
+    for previous in runtime.router_labels - {labels}:
+        m.router_info.labels(*previous).set(0)
+    runtime.router_labels.add(labels)
+    m.router_info.labels(*labels).set(1)
     m.policy_lambda.set(runtime.gateway.pacer.cost_multiplier)
     m.router_load_errors.set(runtime.champion.stats.load_errors)
     for name, value in asdict(runtime.eventlog.stats()).items():

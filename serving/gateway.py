@@ -35,7 +35,7 @@ from features.catalog import Catalog
 from features.eligibility import clamp_max_tokens
 from features.messages_request import MessagesRequest, parse_messages_body
 from features.prefix import boundary_prefix_keys
-from features.request import facts_from_request, prompt_segments, request_features
+from features.request import RequestFacts, facts_from_request, prompt_segments, request_features
 from features.wire import WireError
 from router_model.policy import PolicyParams
 from serving.admission import Admission, token_reservation
@@ -120,8 +120,7 @@ class Gateway:
         arrived = time.monotonic()
         received = utc_now()
         try:
-            tenant, request, placed, regions = self._screen(body, headers)
-            facts = facts_from_request(request.document)
+            tenant, request, facts, placed = self._screen(body, headers)
             ticket = await self.admission.admit(
                 tenant, token_reservation(facts.prompt_tokens, facts.max_tokens)
             )
@@ -173,7 +172,7 @@ class Gateway:
 
     def _screen(
         self, body: bytes, headers: Mapping[str, str]
-    ) -> tuple[Tenant, MessagesRequest, tuple[Placement, ...], tuple[str, ...]]:
+    ) -> tuple[Tenant, MessagesRequest, RequestFacts, tuple[Placement, ...]]:
         """Stages 1-3: everything that may reject a request before admission."""
         tenant = self.tenants.authenticate(api_key_from(headers))
         if tenant is None:
@@ -208,7 +207,7 @@ class Gateway:
             deployed=lambda sku, region: bool(self.pool.deployment.endpoints(sku, region)),
             available=self.pool.available,
         )
-        return tenant, request, placed, regions
+        return tenant, request, facts, placed
 
     async def _route(self, tenant, facts, request_vector, placed, prefix_keys) -> tuple[Route, PolicyParams]:
         params = replace(self.policy, cost_multiplier=self.pacer.cost_multiplier)
@@ -300,7 +299,7 @@ class Gateway:
             self.metrics.attempts.labels(placement.sku.name, "ok").inc()
             self.prompt_cache.observe(placement.sku.name, placement.region, prefix_keys, time.monotonic())
             self._finish(ledger, "ok", None, 200, None, reply.stop_reason, mode)
-            return JsonReply(200, reply.body, self._route_headers(ledger, placement))
+            return JsonReply(200, reply.body, self._route_headers(ledger, placement, len(ledger.attempts)))
         self._finish(ledger, "error", last_error.error_type, last_error.status, None, None, mode)
         return self._error_reply(last_error, ledger.request_id)
 
@@ -387,7 +386,8 @@ class Gateway:
                 await stream.aclose()
                 finish()
 
-        return StreamReply(self._route_headers(ledger, placement), chunks(), finish)
+        # the streamed attempt is recorded when the stream ends: it is attempt len + 1
+        return StreamReply(self._route_headers(ledger, placement, len(ledger.attempts) + 1), chunks(), finish)
 
     def _message_start(self, ledger: RequestLedger, placement: Placement, stream: WorkerStream) -> bytes:
         event = dict(stream.message_start)
@@ -406,13 +406,13 @@ class Gateway:
             "router_version": ledger.route.router_version,
         }
 
-    def _route_headers(self, ledger: RequestLedger, placement: Placement) -> dict[str, str]:
+    def _route_headers(self, ledger: RequestLedger, placement: Placement, attempts: int) -> dict[str, str]:
         return {
             "request-id": ledger.request_id,
             "x-switchyard-sku": placement.sku.name,
             "x-switchyard-region": placement.region,
             "x-switchyard-router-version": ledger.route.router_version,
-            "x-switchyard-attempts": str(len(ledger.attempts) + 1),
+            "x-switchyard-attempts": str(attempts),
         }
 
     def _finish(self, ledger, status, error_type, http_status, ttft_ms, stop_reason, mode) -> None:

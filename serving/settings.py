@@ -135,8 +135,10 @@ class WorkerSettings(BaseSettings):
     silence between chunks once a stream flows (decode steps arrive every few tens of ms;
     30 s of nothing is a stalled worker); ``response_timeout_s`` bounds a non-streamed
     attempt (vLLM sends nothing until it is done). The caller's absolute deadline applies on
-    top of all of them. ``keepalive_expiry_s`` stays below vLLM's 5 s server keep-alive so
-    the client never reuses a connection the server is closing.
+    top of all of them; sending the request body is bounded by the attempt's timeout (aiohttp
+    has no write timeout). ``max_connections`` counts connections in use; a released one
+    stays pooled for ``keepalive_expiry_s``, which stays below vLLM's 5 s server keep-alive
+    so the client never reuses a connection the server is closing (0: no keep-alive).
     """
 
     model_config = SettingsConfigDict(env_prefix="SWITCHYARD_WORKERS_", frozen=True)
@@ -145,13 +147,13 @@ class WorkerSettings(BaseSettings):
         default=None, description="the deployment map; None: features.deployment.DEFAULT_DEPLOYMENT_PATH"
     )
     connect_timeout_s: float = Field(default=1.0, gt=0)
-    write_timeout_s: float = Field(default=10.0, gt=0, description="sending the request body")
-    pool_timeout_s: float = Field(default=1.0, gt=0, description="waiting for a free pooled connection")
+    pool_timeout_s: float = Field(
+        default=1.0, gt=0, description="waiting for a free connection when max_connections are in use"
+    )
     first_event_timeout_s: float = Field(default=60.0, gt=0, description="stream: request → message_start")
     idle_timeout_s: float = Field(default=30.0, gt=0, description="stream: longest gap between chunks")
     response_timeout_s: float = Field(default=600.0, gt=0, description="non-stream: the whole response")
-    max_connections: int = Field(default=4096, ge=1, description="open connections to all workers")
-    max_keepalive_connections: int = Field(default=1024, ge=0, description="idle connections kept")
+    max_connections: int = Field(default=4096, ge=1, description="connections in use to all workers")
     keepalive_expiry_s: float = Field(default=4.0, ge=0)
     breaker_failure_threshold: int = Field(default=5, ge=1, description="consecutive failures that open")
     breaker_cooldown_s: float = Field(default=10.0, ge=0, description="open → one probe after this long")

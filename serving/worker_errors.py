@@ -1,6 +1,6 @@
 """How a failed worker attempt is classified: record status, retry on another candidate, breaker verdict.
 
-Pure functions over what the wire said (an HTTP status, an httpx transport error, an in-band
+Pure functions over what the wire said (an HTTP status, an aiohttp client error, an in-band
 error event, which timeout fired) → a :class:`Failure`. The rules:
 
 =============================  ==============  =========  ========
@@ -24,10 +24,11 @@ gateway connection pool full   overloaded      no         neutral
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
 
-import httpx
+import aiohttp
 
 from serving.breaker import Verdict
 from serving.errors import STATUS_BY_TYPE, ApiError, ErrorType, internal_error, overloaded
@@ -61,15 +62,18 @@ def classify_http_status(http_status: int, error_type: str | None) -> Failure:
     return Failure("error", label, False, Verdict.SUCCESS)  # the request's fault; the worker answered
 
 
-def classify_transport(error: httpx.TransportError) -> Failure:
-    if isinstance(error, httpx.PoolTimeout):  # the gateway's own connection budget is spent
-        return Failure("overloaded", "pool_timeout", False, Verdict.NEUTRAL)
-    if isinstance(error, httpx.ConnectTimeout):
+def classify_transport(error: aiohttp.ClientError, *, waited_for_pool: bool = False) -> Failure:
+    """A client-side error of the HTTP exchange; ``waited_for_pool``: every pooled connection was busy.
+
+    aiohttp raises the same ``ConnectionTimeoutError`` whether the wait for a free pooled
+    connection or the TCP connect ran out of time, so the pool says which one it was.
+    """
+    if isinstance(error, aiohttp.ConnectionTimeoutError):
+        if waited_for_pool:  # the gateway's own connection budget is spent
+            return Failure("overloaded", "pool_timeout", False, Verdict.NEUTRAL)
         return Failure("timeout", "connect_timeout", True, Verdict.FAILURE)
-    if isinstance(error, httpx.ConnectError):
+    if isinstance(error, aiohttp.ClientConnectorError):
         return Failure("error", "connect_error", True, Verdict.FAILURE)
-    if isinstance(error, httpx.TimeoutException):
-        return Failure("timeout", "write_timeout", True, Verdict.FAILURE)
     return Failure("error", "connection_lost", True, Verdict.FAILURE)
 
 
@@ -102,8 +106,11 @@ def worker_error(raw: bytes) -> tuple[str | None, str]:
     return None, raw[:200].decode("utf-8", "replace")
 
 
-def retry_after_s(headers: httpx.Headers) -> float | None:
-    """``retry-after-ms`` or ``retry-after`` (seconds) in seconds; None if absent or a date."""
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """``retry-after-ms`` or ``retry-after`` (seconds) in seconds; None if absent or a date.
+
+    ``headers`` is case-insensitive (aiohttp's ``CIMultiDictProxy``) or has lower-case names.
+    """
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         value = headers.get(name)
         if value is not None:
@@ -120,7 +127,7 @@ class WorkerAttemptError(Exception):
     ``replica`` is the endpoint URL, or None when no request was sent (``not_deployed``,
     ``circuit_open``, or the deadline had passed). ``error_type`` / ``message`` are the
     worker's Anthropic error when it sent one, else a transport label: ``connect_error``,
-    ``connect_timeout``, ``write_timeout``, ``first_event_timeout``, ``response_timeout``,
+    ``connect_timeout``, ``first_event_timeout``, ``response_timeout``,
     ``deadline_exceeded``, ``connection_lost``, ``protocol_error``, ``pool_timeout``.
     """
 

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import httpx
+import aiohttp
 
 from serving.breaker import Verdict
 from serving.worker_errors import REQUEST_ERROR_TYPES
@@ -232,7 +232,7 @@ class WorkerStream:
         sku: str,
         region: str,
         replica: str,
-        response: httpx.Response,
+        response: aiohttp.ClientResponse,
         chunks: AsyncIterator[bytes],
         progress: StreamProgress,
         buffered: bytes,
@@ -286,6 +286,8 @@ class WorkerStream:
                     chunk = await anext(self._chunks)
             except StopAsyncIteration:
                 break
+            except aiohttp.ClientError as error:  # first: aiohttp's own timeouts are TimeoutErrors too
+                raise self._broken("connection_lost", type(error).__name__, Verdict.FAILURE) from None
             except TimeoutError:
                 if self._deadline <= idle_limit:
                     raise self._broken(
@@ -294,8 +296,6 @@ class WorkerStream:
                 raise self._broken(
                     "idle_timeout", f"no bytes for {self._idle_timeout_s:g} s", Verdict.FAILURE
                 ) from None
-            except httpx.TransportError as error:
-                raise self._broken("connection_lost", type(error).__name__, Verdict.FAILURE) from None
             try:
                 progress.feed(chunk, time.monotonic())
             except SseProtocolError as error:
@@ -324,7 +324,7 @@ class WorkerStream:
         if on_close is None:
             return
         try:
-            await self._response.aclose()
+            self._response.close()  # pooled again if the body was read to its end, else dropped
         finally:
             on_close(self._verdict)
 

@@ -2,9 +2,9 @@
 
 :class:`SimRequest` carries the truth of a request (task, difficulty, tenant, token counts,
 conversation and turn). ``SimRequest.facts()`` gives the :class:`features.request.RequestFacts`
-serving would compute from the text, without rendering any; :func:`render_payload` renders a
-real Anthropic Messages payload whose facts are exactly those (prefix hashes aside): the
-training-serving consistency contract, tested in ``tests/unit/test_workload.py``.
+serving would compute from the text, rendering only the last user turn; :func:`render_payload`
+renders a real Anthropic Messages payload whose facts are exactly those: the training-serving
+consistency contract, tested in ``tests/unit/test_workload.py``.
 :func:`facts_columns` and :func:`request_feature_matrix` are the same fast path for a whole
 :class:`simulator.workload.TurnTable` at once, as the bootstrap uses it.
 """
@@ -128,7 +128,7 @@ class SimRequest:
         )
 
     def facts(self) -> RequestFacts:
-        """The request facts, rendering only the last user turn (prefix hashes are left empty)."""
+        """The request facts, rendering only the last user turn (for the task-type classifier)."""
         return RequestFacts(
             prompt_tokens=self.prompt_tokens,
             system_tokens=self.tenant.system_prompt_tokens,

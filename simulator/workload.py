@@ -11,7 +11,7 @@ Generation is columnar (:class:`TurnTable`, numpy arrays) so the bootstrap can s
 million requests in seconds; :class:`SimRequest` is one request with its ground truth, which
 gives the fast-path :class:`features.request.RequestFacts` directly and renders a real
 Anthropic Messages payload with :func:`render_payload`. ``facts_from_request(render_payload(r))
-== r.facts()`` (prefix hashes aside) is the training-serving consistency contract.
+== r.facts()`` is the training-serving consistency contract.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ DEFAULT_KEYS_PATH = Path(".switchyard/tenant-keys.json")
 class DemoConfig:
     url: str
     rate: float = 10.0
-    concurrency: int = 64
+    concurrency: int = 256
     duration_s: float = 60.0
     judge_share: float = 1.0
     seed: int = 1
@@ -191,6 +191,7 @@ async def run_demo(
             if next_at - start >= config.duration_s:
                 break
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            stats.sending_s = time.monotonic() - start
             if stats.in_flight >= config.concurrency:
                 stats.dropped += 1
                 continue
@@ -232,7 +233,7 @@ def demo_command(
     rate: Annotated[float, typer.Option(min=0.01, help="Offered requests/s (Poisson, open loop).")] = 10.0,
     concurrency: Annotated[
         int, typer.Option(min=1, help="Requests in flight at most; arrivals beyond are dropped.")
-    ] = 64,
+    ] = 256,
     duration: Annotated[float, typer.Option(min=0.1, help="Seconds of arrivals.")] = 60.0,
     judge_share: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Share of answered requests the judge scores.")

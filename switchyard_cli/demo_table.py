@@ -63,6 +63,7 @@ class DemoStats:
 
     catalog: Catalog
     started_at: float
+    sending_s: float = 0.0  # how long arrivals have been offered (stops growing when they end)
     sent: int = 0
     dropped: int = 0  # arrivals that found the concurrency cap reached
     in_flight: int = 0
@@ -154,8 +155,9 @@ def table_lines(stats: DemoStats, now: float) -> tuple[list[str], list[tuple[str
     recent, overall = stats.rates(now)
     errors = ", ".join(f"{kind} {count:,}" for kind, count in stats.errors.most_common()) or "none"
     footer = [
-        f"requests/s {recent:.1f} (last {RECENT_WINDOW_S:.0f} s), {overall:.1f} overall; sent {stats.sent:,}, "
-        f"done {stats.completed:,}, in flight {stats.in_flight:,}, dropped at the concurrency cap {stats.dropped:,}",
+        f"requests/s done {recent:.1f} (last {RECENT_WINDOW_S:.0f} s), {overall:.1f} overall; "
+        f"sent {stats.sent:,} ({stats.sent / max(stats.sending_s, 1e-9):.1f}/s offered), done {stats.completed:,}, "
+        f"in flight {stats.in_flight:,}, dropped at the concurrency cap {stats.dropped:,}",
         f"errors: {errors}",
         f"judge feedback: {stats.feedback_sent:,} recorded, {stats.feedback_failed:,} failed",
     ]
@@ -182,7 +184,7 @@ def rich_table(stats: DemoStats, now: float):  # -> rich.console.Group
     header, rows, footer = table_lines(stats, now)
     table = Table(title="Switchyard demo (client-side)")
     for index, name in enumerate(header):
-        table.add_column(name, justify="left" if index == 0 else "right")
+        table.add_column(name, justify="left" if index == 0 else "right", no_wrap=index == 0)
     for index, cells in enumerate(rows):
         table.add_row(*cells, end_section=index == len(rows) - 2)
     return Group(table, *footer)

@@ -11,7 +11,7 @@ policy code. The candidate becomes ``champion`` only if every check passes:
    training base rate;
 3. policy: the SNIPS estimate of mean reward (quality − λ·cost/budget − μ·lateness) at least
    the champion's plus ``min_value_gain`` — with no champion, above the logging policy's own
-   mean reward on the same requests;
+   mean reward on the same requests plus ``min_value_gain``;
 4. budget: the SNIPS estimate of its serving cost per request within the budget (λ is paced
    to the budget on *predicted* costs; this checks it on logged ones).
 
@@ -93,7 +93,8 @@ def decide(
             failed,
         )
         _check(
-            _finite(candidate.policy_value, logged_value) and candidate.policy_value > logged_value,
+            _finite(candidate.policy_value, logged_value)
+            and candidate.policy_value > logged_value + rules.min_value_gain,
             f"policy value {candidate.policy_value:.4f} ± {candidate.policy_standard_error:.4f} "
             f"vs logging policy {logged_value:.4f}",
             passed,

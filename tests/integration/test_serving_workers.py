@@ -446,3 +446,70 @@ async def test_an_error_event_before_message_start_is_a_failed_attempt() -> None
         )  # fmt: skip
         assert error.http_status is None and error.replica == url
         assert (endpoint(pool, url).in_flight, endpoint(pool, url).consecutive_failures) == (0, 1)
+
+
+MESSAGE = (
+    b'{"id":"msg_x","type":"message","role":"assistant","model":"claude-haiku-4-5","content":[],'
+    b'"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":9,"output_tokens":1}}'
+)
+
+
+@contextlib.asynccontextmanager
+async def keep_alive_worker(connections: list[int]) -> AsyncIterator[str]:
+    """Answers every request on a connection with MESSAGE; appends to ``connections`` per connection."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(len(connections))
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+                await reader.readexactly(length)
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                    + f"content-length: {len(MESSAGE)}\r\n\r\n".encode()
+                    + MESSAGE
+                )
+                await writer.drain()
+        except asyncio.IncompleteReadError:  # the client closed the connection
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    async with server:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+async def test_connections_are_kept_alive_unless_keep_alive_is_off() -> None:
+    for expiry, expected in ((4.0, 1), (0.0, 3)):
+        connections: list[int] = []
+        async with keep_alive_worker(connections) as url, open_pool([url], keepalive_expiry_s=expiry) as pool:
+            for _ in range(3):
+                reply = await pool.complete(MODEL, REGION, body(), deadline=within(5))
+                assert reply.body == MESSAGE and reply.usage.input_tokens == 9
+        assert len(connections) == expected, expiry
+
+
+async def test_a_full_connection_pool_is_the_gateways_overload_not_the_workers(
+    replicas: tuple[str, str],
+) -> None:
+    first, _ = replicas
+    set_faults(first, slow_token_factor=20_000.0)  # the stream stays open, holding its connection
+    async with open_pool([first], max_connections=1, pool_timeout_s=0.2, connect_timeout_s=0.2) as pool:
+        stream = await pool.open_stream(MODEL, REGION, body(50, stream=True), deadline=within(10))
+        started = time.monotonic()
+        with pytest.raises(WorkerAttemptError) as caught:  # the stream holds the only connection
+            await pool.complete(MODEL, REGION, body(5), deadline=within(10))
+        assert time.monotonic() - started < 2.0
+        error = caught.value
+        assert (error.status, error.error_type, error.retryable) == ("overloaded", "pool_timeout", False)
+        assert endpoint(pool, first).consecutive_failures == 0  # not held against the worker
+        await stream.aclose()
+        set_faults(first)
+        reply = await pool.complete(MODEL, REGION, body(5), deadline=within(10))
+        assert reply.usage.output_tokens == 5
+        assert endpoint(pool, first).in_flight == 0

@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import timeit
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from features.task_classifier import (
     feature_row,
     featurized_bytes,
     hashed_ngrams,
+    instruction_window,
     occurrence_weight,
     paragraphs,
     predict_task_type,
@@ -124,7 +126,7 @@ def test_the_instruction_is_read_before_or_after_a_pasted_document():
 def test_each_paragraph_is_capped_and_one_paragraph_is_read_once():
     first, last = "a" * 2000, "b" * 2000
     assert read_window(f"{first}\n\n{last}") == "a" * HEAD_CHARS + "\n\n" + "b" * TAIL_CHARS
-    assert read_window(DOCUMENT) == DOCUMENT[:HEAD_CHARS] + " " + DOCUMENT[-TAIL_CHARS:]
+    assert read_window(DOCUMENT) == DOCUMENT[:HEAD_CHARS] + "\n\n" + DOCUMENT[-TAIL_CHARS:]
     short = "Fix the bug in this function:\ndef f(x):\n    return x +"
     assert read_window(short) == short  # single newlines do not end a paragraph
     assert read_window(DOCUMENT[:DEFAULT_MAX_CHARS]) == DOCUMENT[:DEFAULT_MAX_CHARS]
@@ -168,8 +170,8 @@ def reference_window(text: str, head: int = HEAD_CHARS, tail: int = TAIL_CHARS) 
     found = ["\n".join(run).strip() for run in runs if run]
     if not found:
         return ""
-    if len(found) == 1:
-        return found[0] if len(found[0]) <= head + tail else found[0][:head] + " " + found[0][-tail:]
+    if len(found) == 1 and len(found[0]) <= head + tail:
+        return found[0]
     return found[0][:head] + "\n\n" + found[-1][-tail:]
 
 
@@ -207,11 +209,44 @@ def test_the_numpy_featurizer_matches_its_definition(text):
 
 def test_the_window_matches_its_definition_on_random_paragraphs():
     rng = np.random.default_rng(3)
-    pieces = ["abc", "xyz", " ", ".", "\n", "\n\n", "\r\n", "\t", "7", "é", "漢"]
+    pieces = ["abc", "xyz", " ", ".", "\n", "\n\n", "\r\n", "\r", "\t", "7", "é", "漢"]
     for length in (0, 1, 3, 20, 150, 400, 1000, 3000):
         for _ in range(20):
             text = "".join(rng.choice(pieces, size=length))
             assert read_window(text) == reference_window(text), repr(text)
+
+
+def test_a_long_text_is_read_from_its_ends_exactly_as_the_definition_says():
+    """``read_window`` looks only at the ends of a long text; whitespace, CRLFs and blank lines
+    at every offset around the ends of those pieces give the window of the whole text."""
+    rng = np.random.default_rng(4)
+    edges = ["\n\n", "\r\n\r\n", "\r\n", "\n", " \n \n ", "x", "\r"]
+    edges += [
+        " " * 1300,
+        "\n" + " " * 700 + "\n",
+        "\n" + " " * 1300 + "\n",
+        "\n" + " " * 1300,
+    ]  # past a piece
+    lines = "".join(rng.choice(["word ", "more. ", "\n", "\r\n"], size=2000))  # some blank lines
+    for body in (lines, lines.replace("\n", " ").replace("\r", " "), "word " * 1000):  # and none
+        for start in (0, 10, 590, 598, 600, 1196, 1199, 1200, 1203, 1205, 1400):
+            for edge in edges:
+                ends = len(body) - start
+                for text in (
+                    body[:start] + edge + body[start:],  # around the end of the head piece
+                    body[:ends] + edge + body[ends:],  # around the start of the tail piece
+                    "Summarize:" + edge + body + edge + "Thanks" * (start // 6),
+                ):
+                    window = read_window(text)
+                    assert window == reference_window(text) == instruction_window(paragraphs(text))
+
+
+def test_the_window_of_a_long_text_does_not_cost_more_than_that_of_a_short_one():
+    long, short = "Fix this:\n\n" + "word " * 200_000 + "\n\nThanks", "Fix this:\n\n" + "word " * 1000
+    assert (
+        timeit.timeit(lambda: read_window(long), number=50)
+        < 5 * timeit.timeit(lambda: read_window(short), number=50) + 0.005
+    )
 
 
 def test_the_featurizer_is_deterministic_across_processes():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import httpx
+import aiohttp
 import pytest
+from aiohttp.client_reqrep import ConnectionKey
+from multidict import CIMultiDict
 
 from features.records import ATTEMPT_STATUSES
 from serving.breaker import Verdict
@@ -62,17 +64,28 @@ def test_http_status_classification(http_status: int, status: str, retryable: bo
 
 
 def test_transport_timeout_and_in_band_classification() -> None:
-    request = httpx.Request("POST", "http://w/v1/messages")
-    refused = classify_transport(httpx.ConnectError("refused", request=request))
+    key = ConnectionKey("w", 8000, False, True, None, None, None)
+    refused = classify_transport(aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused")))
     assert (refused.status, refused.error_type, refused.retryable, refused.verdict) == (
         "error", "connect_error", True, Verdict.FAILURE,
     )  # fmt: skip
-    assert classify_transport(httpx.ConnectTimeout("t", request=request)).status == "timeout"
-    assert (
-        classify_transport(httpx.RemoteProtocolError("cut", request=request)).error_type == "connection_lost"
+    connect = classify_transport(aiohttp.ConnectionTimeoutError("t"))
+    assert (connect.status, connect.error_type, connect.verdict) == (
+        "timeout",
+        "connect_timeout",
+        Verdict.FAILURE,
     )
-    pool = classify_transport(httpx.PoolTimeout("full", request=request))
-    assert (pool.status, pool.retryable, pool.verdict) == ("overloaded", False, Verdict.NEUTRAL)
+    for cut in (
+        aiohttp.ServerDisconnectedError(),
+        aiohttp.ClientPayloadError("cut"),
+        aiohttp.ClientOSError(),
+    ):
+        assert classify_transport(cut).error_type == "connection_lost"
+        assert classify_transport(cut, waited_for_pool=True).error_type == "connection_lost"
+    pool = classify_transport(aiohttp.ConnectionTimeoutError("t"), waited_for_pool=True)
+    assert (pool.status, pool.error_type, pool.retryable, pool.verdict) == (
+        "overloaded", "pool_timeout", False, Verdict.NEUTRAL,
+    )  # fmt: skip
     assert classify_timeout(True, "x") == classify_timeout(True, "y")
     assert (
         not classify_timeout(True, "x").retryable and classify_timeout(True, "x").verdict is Verdict.NEUTRAL
@@ -94,10 +107,10 @@ def test_worker_error_bodies_and_retry_after() -> None:
         "m",
     )
     assert worker_error(b"<html>bad gateway</html>") == (None, "<html>bad gateway</html>")
-    assert retry_after_s(httpx.Headers({"retry-after": "7"})) == 7.0
-    assert retry_after_s(httpx.Headers({"retry-after-ms": "1500", "retry-after": "2"})) == 1.5
-    assert retry_after_s(httpx.Headers({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"})) is None
-    assert retry_after_s(httpx.Headers()) is None
+    assert retry_after_s(CIMultiDict({"Retry-After": "7"})) == 7.0
+    assert retry_after_s(CIMultiDict({"retry-after-ms": "1500", "retry-after": "2"})) == 1.5
+    assert retry_after_s(CIMultiDict({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"})) is None
+    assert retry_after_s(CIMultiDict()) is None
 
 
 def test_attempt_errors_become_client_errors() -> None:

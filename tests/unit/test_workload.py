@@ -182,12 +182,13 @@ def test_rendered_payloads_give_the_fast_path_facts(world, conversations, signal
     assert covered == {(s, x) for s in range(len(PROMPT_SCRIPTS)) for x in (False, True)}
     covered = set(zip(conversations.task[rows].tolist(), long[rows].tolist(), strict=True))
     assert covered == {(t, x) for t in range(len(TASK_TYPES)) for x in (False, True)}
-    assert len(set(out_digits(conversations.output_tokens[rows]).tolist())) >= 4
+    digits = out_digits(conversations.output_tokens)
+    assert set(digits[rows].tolist()) == set(digits.tolist())  # every length of ``out`` in the sample
     assert conversations.prompt_tokens[rows].max() > 20_000
     for row in rows:
         request = conversations.sim_request(world, row)
         served = facts_from_request(render_payload(request))
-        assert dataclasses.replace(served, prefix_hashes=()) == request.facts(), row
+        assert served == request.facts(), row
         for name in (
             "prompt_tokens",
             "system_tokens",
@@ -283,6 +284,9 @@ def test_a_tenant_sends_the_same_system_prompt_every_time(world, conversations):
 def test_the_served_task_type_says_something_about_every_task_but_is_not_the_truth(world, day, signals):
     served = facts_columns(world, day, signals).task_type
     assert 0.15 < float((served == day.task).mean()) < 0.9
+    # it reads the instruction (the lead sentence), not the padding: right for most Latin turns
+    latin = day.script == PROMPT_SCRIPTS.index("latin")
+    assert (served[latin] == day.task[latin]).mean() > 0.7
     for task in range(len(TASK_TYPES)):
         is_task = day.task == task
         # the classifier says ``task`` more often when it is the true task than when it is not
