@@ -20,6 +20,7 @@ from features.catalog import Catalog
 from router_model.policy import CandidatePrediction
 
 POLICY_TTFT_HEAD = "ttft_p90_ms"
+POLICY_HEADS: tuple[str, ...] = ("p_quality", POLICY_TTFT_HEAD, "output_tokens")  # what the policy reads
 
 
 def expected_costs(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import onnxruntime as ort
 
@@ -26,10 +28,15 @@ class RouterScorer:
     def router_version(self) -> str:
         return self.artifact.router_version
 
-    def score(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """Predictions per head for a ``[n_candidates, n_features]`` float32 matrix."""
+    def score(self, rows: np.ndarray, heads: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Predictions per head for a ``[n_candidates, n_features]`` float32 matrix.
+
+        ``heads`` limits the run to those outputs (onnxruntime then skips the trees of the
+        others): the gateway asks only for the heads the policy reads.
+        """
         matrix = np.ascontiguousarray(rows, dtype=np.float32)
         if matrix.ndim != 2 or matrix.shape[1] != len(self.artifact.feature_names):
             raise ValueError(f"expected [n, {len(self.artifact.feature_names)}] features, got {matrix.shape}")
-        outputs = self._session.run(self._heads, {INPUT_NAME: matrix})
-        return dict(zip(self._heads, outputs, strict=True))
+        names = self._heads if heads is None else list(heads)
+        outputs = self._session.run(names, {INPUT_NAME: matrix})
+        return dict(zip(names, outputs, strict=True))

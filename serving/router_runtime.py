@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +47,7 @@ class StaticPriorScorer:
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
 
-    def score(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+    def score(self, rows: np.ndarray, heads: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         tiers = rows[:, _COLUMN["sku_tier"]].astype(int)
         quality = np.array([_TIER_QUALITY[SKU_TIERS[t]] for t in tiers], dtype=np.float32)
         prompt = rows[:, _COLUMN["prompt_tokens"]].astype(np.float64)
@@ -61,13 +61,14 @@ class StaticPriorScorer:
         live = rows[:, _COLUMN["sku_ttft_p95_1m_ms"]]
         ttft = np.where(np.isnan(live), ttft, np.maximum(ttft, live)).astype(np.float32)
         tokens = np.minimum(rows[:, _COLUMN["max_tokens"]], _STATIC_OUTPUT_TOKENS).astype(np.float32)
-        return {
+        predictions = {
             "p_quality": quality,
             "ttft_p50_ms": ttft * 0.8,
             "ttft_p90_ms": ttft,
             "e2e_p50_ms": ttft + tokens * 20.0,
             "output_tokens": tokens,
         }
+        return predictions if heads is None else {head: predictions[head] for head in heads}
 
 
 Scorer = RouterScorer | StaticPriorScorer

@@ -28,7 +28,7 @@ from features.eligibility import eligibility_report, eligible_skus
 from features.records import CandidateScore
 from features.request import RequestFacts, candidate_features, expected_cache_hit
 from features.vector import N_CANDIDATE, N_REQUEST, assemble_rows
-from router_model.candidates import candidate_predictions, expected_costs
+from router_model.candidates import POLICY_HEADS, candidate_predictions, expected_costs
 from router_model.policy import PolicyParams, RoutingDecision, choose_sku
 from serving.errors import overloaded, permission_denied
 from serving.policy_checks import AUTO_MODEL, no_candidate_error
@@ -147,7 +147,7 @@ def decide(
         [candidate_features(p.sku, cache_hit=hit) for p, hit in zip(candidates, hits, strict=True)],
         store_block,
     )
-    heads = router.scorer.score(rows)
+    heads = router.scorer.score(rows, POLICY_HEADS)
     names = [p.sku.name for p in candidates]
     prompt = np.full(len(names), facts.prompt_tokens)
     costs = expected_costs(catalog, names, prompt, np.asarray(hits), heads["output_tokens"])

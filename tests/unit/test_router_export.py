@@ -61,3 +61,13 @@ def test_scorer_rejects_a_matrix_of_the_wrong_width(heads_and_rows):
     scorer = RouterScorer(parse_artifact(export_router(models, rows.shape[1], artifact_metadata("x"))))
     with pytest.raises(ValueError, match="expected"):
         scorer.score(rows[:, :-1])
+
+
+def test_scoring_a_subset_of_heads_gives_the_same_values(heads_and_rows):
+    models, rows = heads_and_rows
+    scorer = RouterScorer(parse_artifact(export_router(models, rows.shape[1], artifact_metadata("x"))))
+    everything = scorer.score(rows[:12])
+    subset = scorer.score(rows[:12], ("p_quality", "output_tokens"))
+    assert set(subset) == {"p_quality", "output_tokens"}
+    for head, values in subset.items():
+        np.testing.assert_array_equal(values, everything[head])
