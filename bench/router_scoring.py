@@ -42,7 +42,7 @@ from features.request import candidate_features, facts_from_request, request_fea
 from features.schema import STORE_FEATURE_NAMES
 from features.vector import assemble_rows
 from router_model.artifact import RouterArtifact, load_artifact, parse_artifact
-from router_model.candidates import candidate_predictions, expected_costs
+from router_model.candidates import POLICY_HEADS, candidate_predictions, expected_costs
 from router_model.policy import PolicyParams, choose_sku
 from router_model.registry import RouterRegistry, tracking_uri_for
 from router_model.scorer import RouterScorer
@@ -153,7 +153,7 @@ def main() -> None:
         candidates = [candidate_features(s, cache_hit=h) for s, h in zip(skus, hits[i], strict=True)]
         rows = assemble_rows(vectors[i], candidates, store)
         t1 = clock()
-        heads = scorer.score(rows)
+        heads = scorer.score(rows, POLICY_HEADS)  # what the gateway runs
         t2 = clock()
         prompt = np.full(len(names), facts[i].prompt_tokens)
         costs = expected_costs(catalog, names, prompt, hits[i], heads["output_tokens"])
@@ -171,7 +171,7 @@ def main() -> None:
         scorer.score(matrices[i])
         decide(i, 0.5)
 
-    score_ns, features_ns = [], []
+    score_ns, policy_ns, features_ns = [], [], []
     decide_ns: dict[str, list[int]] = {name: [] for name in (*stages, "decide")}
     n = len(payloads)
     for call in range(args.calls):
@@ -179,6 +179,9 @@ def main() -> None:
         start = clock()
         scorer.score(matrix)
         score_ns.append(clock() - start)
+        start = clock()
+        scorer.score(matrix, POLICY_HEADS)
+        policy_ns.append(clock() - start)
     for call in range(args.calls):
         decide(call % n, uniforms[call], decide_ns)
     for call in range(min(args.calls, 5 * n)):
@@ -192,16 +195,17 @@ def main() -> None:
         f"router {artifact.router_version} ({len(artifact.model_bytes) / 1e6:.2f} MB ONNX, heads "
         f"{', '.join(artifact.heads)}), {len(skus)} candidates, 1 intra-op thread"
     )
-    print(percentiles("score", score_ns))
+    print(percentiles("score, all 5 heads", score_ns))
+    print(percentiles("score, the 3 policy heads", policy_ns) + "  (what the gateway runs)")
     fastest = [min(score_ns[i :: len(payloads)]) for i in range(min(len(payloads), len(score_ns)))]
     print(percentiles("score, fastest", fastest) + "  (each request's best round: an uncontended core)")
     print(percentiles("decide", decide_ns["decide"]))
     for stage in stages:
         print(percentiles(f"  {stage}", decide_ns[stage]))
     print(percentiles("request features", features_ns))
-    p99 = float(np.percentile(np.array(score_ns) / 1e3, 99))
+    p99 = float(np.percentile(np.array(policy_ns) / 1e3, 99))
     verdict = "met" if p99 <= TARGET_P99_US else "MISSED"
-    print(f"target: score p99 <= {TARGET_P99_US:.0f} µs -- {verdict} ({p99:.1f} µs)")
+    print(f"target: score p99 <= {TARGET_P99_US:.0f} µs (policy heads) -- {verdict} ({p99:.1f} µs)")
 
 
 if __name__ == "__main__":

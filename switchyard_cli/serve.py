@@ -93,9 +93,7 @@ def start_workers(time_scale: float) -> subprocess.Popen[bytes]:
     _step(f"workers: starting the simulated fleet (time scale {time_scale})")
     process = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "switchyard_cli.main",
+            _cli(),
             "workers",
             "up",
             "--time-scale",

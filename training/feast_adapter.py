@@ -29,6 +29,7 @@ ENTITY_COLUMNS = ("tenant_id", "sku", "region")
 def feast_cli(repo_path: Path, *args: str) -> str:
     """Run the real ``feast`` command line in ``repo_path``; raises with its output on failure."""
     feast = Path(sys.executable).with_name("feast")
+    repo_path = Path(repo_path).resolve()  # both --chdir and the cwd below must name the same folder
     result = subprocess.run(
         [str(feast), "--chdir", str(repo_path), *args],
         cwd=repo_path,  # the DuckDB offline store resolves the sources' relative paths against the cwd
