@@ -100,9 +100,11 @@ def head_metrics(
         ("ttft_p90_ms", "ttft_ms", 0.9),
         ("e2e_p50_ms", "e2e_ms", 0.5),
     ):
-        actual = frame[label].to_numpy()[served]
-        metrics[f"{head}.pinball"] = pinball_loss(actual, predictions[head][served], alpha)
-        metrics[f"{head}.coverage"] = coverage(actual, predictions[head][served])
+        actual = frame[label].to_numpy()[served].astype(np.float64)
+        known = np.isfinite(actual)  # a non-streamed answer has no TTFT
+        predicted = predictions[head][served][known]
+        metrics[f"{head}.pinball"] = pinball_loss(actual[known], predicted, alpha)
+        metrics[f"{head}.coverage"] = coverage(actual[known], predicted)
     tokens = frame["output_tokens"].to_numpy()[served]
     metrics["output_tokens.mae"] = float(np.mean(np.abs(tokens - predictions["output_tokens"][served])))
     metrics["output_tokens.mean_actual"] = float(np.mean(tokens)) if len(tokens) else float("nan")
