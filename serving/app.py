@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from features.catalog import REGIONS, Catalog, load_catalog
 from features.records import AttemptRecord, FeedbackRecord
 from features.schema import STORE_FEATURE_NAMES
+from features.task_classifier import predict_task_type
 from router_model.policy import PolicyParams
 from router_model.registry import RouterRegistry, tracking_uri_for
 from serving.admission import InProcessAdmission
@@ -97,6 +98,7 @@ async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -
     catalog = catalog or load_catalog()
     gw = settings.gateway
     tenants = settings.tenants.directory(catalog)
+    await asyncio.to_thread(predict_task_type, "warm up")  # load the classifier now, not on request 1
     pool = WorkerPool.from_settings(settings.workers)
     metrics = GatewayMetrics()
     eventlog = settings.eventlog.event_log(gw.log_dir)

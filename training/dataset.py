@@ -38,6 +38,7 @@ from features.records import AttemptRecord, DecisionRecord, FeedbackRecord, Outc
 from features.schema import (
     CANDIDATE_FEATURE_NAMES,
     FEATURE_NAMES,
+    FEATURE_SCHEMA_VERSION,
     REQUEST_FEATURE_NAMES,
     STORE_FEATURE_NAMES,
 )
@@ -173,7 +174,12 @@ def load_window(
     The sample is drawn from the (ts, request_id)-ordered ids first, so only sampled requests
     are ever read in full.
     """
-    decisions = scan_records(Path(logs_root), DecisionRecord).select("request_id", "ts")
+    decisions = (
+        scan_records(Path(logs_root), DecisionRecord)
+        # rows logged under another feature schema mean other things in the same columns
+        .filter(pl.col("feature_schema_version") == FEATURE_SCHEMA_VERSION)
+        .select("request_id", "ts")
+    )
     if start is not None:
         decisions = decisions.filter(pl.col("ts") >= start)
     if end is not None:

@@ -1,5 +1,6 @@
 """The training set: row assembly, labels, the time split and importance weights on hand-made logs."""
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -15,7 +16,7 @@ from features.records import (
     FeedbackRecord,
     OutcomeRecord,
 )
-from features.schema import FEATURE_NAMES, REQUEST_FEATURE_NAMES, STORE_FEATURE_NAMES
+from features.schema import FEATURE_NAMES, FEATURE_SCHEMA_VERSION, REQUEST_FEATURE_NAMES, STORE_FEATURE_NAMES
 from features.vector import assemble_rows
 from training import dataset
 
@@ -40,7 +41,7 @@ def decision(i: int, day: int, chosen: str, propensity: float) -> DecisionRecord
     ]
     return DecisionRecord(
         request_id=f"r{day}-{i}", ts=ts, region="eu", tenant_id=f"t{i % 2}", tier="pro", surface="api",
-        stream=True, requested_model="auto", conversation_key=f"c{i}", feature_schema_version="1",
+        stream=True, requested_model="auto", conversation_key=f"c{i}", feature_schema_version=FEATURE_SCHEMA_VERSION,
         request_features=request, store_features=[float("nan")] * len(STORE_FEATURE_NAMES),
         candidates=candidates, chosen_sku=chosen, propensity=propensity, router_version="rules-v1",
         policy_lambda=0.0, policy_mu=0.0, policy_epsilon=0.1, fallback_skus=[],
@@ -224,3 +225,14 @@ def test_request_feature_layout_is_the_schema(windows):
     rows = dataset.evaluation_rows(held_out, store_values)
     assert rows.frame["prompt_tokens"].to_list()[:3] == [float(0)] * 3
     assert REQUEST_FEATURE_NAMES[0] == "prompt_tokens"
+
+
+def test_decisions_logged_under_another_feature_schema_are_not_read(tmp_path):
+    current = [decision(i, 0, SKUS[0], 0.5) for i in range(3)]
+    stale = [
+        dataclasses.replace(decision(i, 0, SKUS[0], 0.5), request_id=f"old-{i}", feature_schema_version="1")
+        for i in range(4)
+    ]
+    write_records(tmp_path, current + stale, DecisionRecord)
+    loaded = dataset.load_window(tmp_path, None, None, max_requests=None, seed=0)
+    assert sorted(loaded["request_id"].to_list()) == sorted(d.request_id for d in current)
