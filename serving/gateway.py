@@ -67,7 +67,7 @@ from serving.router_runtime import BudgetPacer, ChampionHolder, LoadedRouter, St
 from serving.routing import Placement, Route, decide, placements
 from serving.tenants import Tenant, TenantDirectory
 from serving.worker_stream import WorkerStream, WorkerStreamBroken
-from serving.workers import WorkerAttemptError, WorkerPool, WorkerReply
+from serving.workers import WorkerAttemptError, WorkerPool
 
 log = logging.getLogger("switchyard.gateway")
 
@@ -260,12 +260,14 @@ class Gateway:
         )
         self.metrics.attempts.labels(placement.sku.name, failure.status).inc()
 
-    async def _complete(self, ledger, request, prefix_keys, deadline, mode) -> JsonReply:
+    async def _first_answer(self, ledger, request, deadline, call):
+        """Try the plan in order until a worker answers (``call`` is the pool's ``complete`` or
+        ``open_stream``): ``(placement, answer, started)``, or ``(None, the client's error, None)``."""
         last_error: ApiError = overloaded("no model could serve the request", retry_after_s=1.0)
         for placement in self._plan(ledger):
             started = utc_now()
             try:
-                reply: WorkerReply = await self.pool.complete(
+                answer = await call(
                     placement.sku.name,
                     placement.region,
                     self._worker_body(request, placement),
@@ -279,55 +281,49 @@ class Gateway:
                     break
                 self.metrics.fallbacks.labels(placement.sku.name, failure.status).inc()
                 continue
-            usage = Usage(
-                reply.usage.input_tokens, reply.usage.cache_read_input_tokens, reply.usage.output_tokens, True
+            return placement, answer, started
+        return None, last_error, None
+
+    def _no_answer(self, ledger: RequestLedger, error: ApiError, mode: str) -> JsonReply:
+        self._finish(ledger, "error", error.error_type, error.status, None, None, mode)
+        return self._error_reply(error, ledger.request_id)
+
+    async def _complete(self, ledger, request, prefix_keys, deadline, mode) -> JsonReply:
+        placement, reply, started = await self._first_answer(ledger, request, deadline, self.pool.complete)
+        if placement is None:
+            return self._no_answer(ledger, reply, mode)
+        usage = Usage(
+            reply.usage.input_tokens, reply.usage.cache_read_input_tokens, reply.usage.output_tokens, True
+        )
+        ledger.add_attempt(
+            AttemptResult(
+                sku=placement.sku.name,
+                region=placement.region,
+                replica=reply.replica,
+                started=started,
+                status="ok",
+                error_type=None,
+                http_status=200,
+                ttft_ms=None,
+                e2e_ms=reply.e2e_ms,
+                usage=usage,
             )
-            ledger.add_attempt(
-                AttemptResult(
-                    sku=placement.sku.name,
-                    region=placement.region,
-                    replica=reply.replica,
-                    started=started,
-                    status="ok",
-                    error_type=None,
-                    http_status=200,
-                    ttft_ms=None,
-                    e2e_ms=reply.e2e_ms,
-                    usage=usage,
-                )
-            )
-            self.metrics.attempts.labels(placement.sku.name, "ok").inc()
-            self.prompt_cache.observe(placement.sku.name, placement.region, prefix_keys, time.monotonic())
-            self._finish(ledger, "ok", None, 200, None, reply.stop_reason, mode)
-            return JsonReply(200, reply.body, self._route_headers(ledger, placement, len(ledger.attempts)))
-        self._finish(ledger, "error", last_error.error_type, last_error.status, None, None, mode)
-        return self._error_reply(last_error, ledger.request_id)
+        )
+        self.metrics.attempts.labels(placement.sku.name, "ok").inc()
+        self.prompt_cache.observe(placement.sku.name, placement.region, prefix_keys, time.monotonic())
+        self._finish(ledger, "ok", None, 200, None, reply.stop_reason, mode)
+        return JsonReply(200, reply.body, self._route_headers(ledger, placement, len(ledger.attempts)))
 
     async def _stream(self, ledger, request, prefix_keys, deadline, mode) -> JsonReply | StreamReply:
-        last_error: ApiError = overloaded("no model could serve the request", retry_after_s=1.0)
-        for placement in self._plan(ledger):
-            started = utc_now()
-            try:
-                stream = await self.pool.open_stream(
-                    placement.sku.name,
-                    placement.region,
-                    self._worker_body(request, placement),
-                    deadline=deadline,
-                    request_id=ledger.request_id,
-                )
-            except WorkerAttemptError as failure:
-                self._record_failure(ledger, placement, failure, started)
-                last_error = failure.as_api_error()
-                if not failure.retryable:
-                    break
-                self.metrics.fallbacks.labels(placement.sku.name, failure.status).inc()
-                continue
-            return self._relay(ledger, placement, stream, started, prefix_keys, mode)
-        self._finish(ledger, "error", last_error.error_type, last_error.status, None, None, mode)
-        return self._error_reply(last_error, ledger.request_id)
+        placement, stream, started = await self._first_answer(
+            ledger, request, deadline, self.pool.open_stream
+        )
+        if placement is None:
+            return self._no_answer(ledger, stream, mode)
+        return self._relay(ledger, placement, stream, started, prefix_keys, mode)
 
     def _relay(self, ledger, placement, stream: WorkerStream, started, prefix_keys, mode) -> StreamReply:
-        state = {"status": "aborted", "error_type": None, "closed": False}
+        state = {"status": "aborted", "error_type": None}
 
         def finish() -> None:
             if ledger.finished:

@@ -12,6 +12,8 @@ loopback port, as one vLLM server serves one model. Endpoints are dealt round-ro
 from __future__ import annotations
 
 import os
+import random
+import socket
 import subprocess
 import sys
 import time
@@ -175,3 +177,23 @@ class RunningFleet:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def free_port_range(count: int) -> int:
+    """A base port whose next ``count`` loopback ports are free right now (for ``plan_fleet``)."""
+    rng = random.Random()
+    for _ in range(50):
+        base = rng.randint(20_000, 60_000 - count)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError("no free port range")

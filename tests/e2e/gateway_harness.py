@@ -8,7 +8,6 @@ loopback ports. Tenants come from a real tenant file with hashed keys.
 from __future__ import annotations
 
 import contextlib
-import random
 import socket
 import threading
 import time
@@ -116,26 +115,6 @@ def app_settings(folder: Path, fleet: Fleet, **gateway: object) -> AppSettings:
         policy=PolicySettings(),
         workers=WorkerSettings(deployment_file=fleet.deployment_file, breaker_cooldown_s=0.5),
     )
-
-
-def free_port_range(count: int) -> int:
-    """A base port whose next ``count`` ports are free right now."""
-    rng = random.Random()
-    for _ in range(50):
-        base = rng.randint(20_000, 60_000 - count)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError("no free port range")
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import polars as pl
-from gateway_harness import free_port_range, running_gateway
+from gateway_harness import running_gateway
 
 from features.catalog import load_catalog
 from features.deployment import write_deployment
@@ -30,7 +30,7 @@ from serving.app import AppSettings
 from serving.settings import FeatureStoreSettings, GatewaySettings, TenantSettings, WorkerSettings
 from serving.tenant_registry import tenants_from_registry
 from simulator.bootstrap import BootstrapConfig, run_bootstrap
-from simulator.fleet import RunningFleet, plan_fleet
+from simulator.fleet import RunningFleet, free_port_range, plan_fleet
 from switchyard_cli.demo import DemoConfig, run_demo
 from switchyard_cli.demo_table import DemoStats
 from switchyard_cli.demo_traffic import (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import signal
 import socket
 import subprocess
@@ -14,6 +13,7 @@ import httpx
 
 from features.catalog import load_catalog
 from features.deployment import load_deployment
+from simulator.fleet import free_port_range
 
 ROOT = Path(__file__).resolve().parents[2]
 # registered as switchyard_cli.main registers it, without importing the other sub-commands
@@ -21,26 +21,6 @@ CLI = (
     "import typer; from switchyard_cli.workers import workers_app; "
     "app = typer.Typer(); app.add_typer(workers_app, name='workers'); app()"
 )
-
-
-def free_port_range(count: int) -> int:
-    """A base port whose next ``count`` ports are free right now."""
-    rng = random.Random()
-    for _ in range(50):
-        base = rng.randint(20_000, 60_000 - count)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError("no free port range")
 
 
 def wait_for(path: Path, process: subprocess.Popen, timeout_s: float = 30) -> None:
