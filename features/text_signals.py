@@ -37,8 +37,11 @@ _TASK_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 def detect_script(text: str, sample_chars: int = 400) -> str:
     """Dominant writing system among the letters of the first ``sample_chars`` characters."""
+    sample = text[:sample_chars]
+    if sample.isascii():  # every ASCII letter is Latin (and no letter at all also means "latin")
+        return "latin"
     counts = {"latin": 0, "cjk": 0, "cyrillic": 0, "arabic": 0, "other": 0}
-    for char in text[:sample_chars]:
+    for char in sample:
         if not char.isalpha():
             continue
         code = ord(char)

@@ -37,7 +37,7 @@ def expected_costs(
     gateway prices a dozen candidates per request; training, millions of rows).
     """
     prompt = np.asarray(prompt_tokens, dtype=np.float64)
-    cached = prompt * np.clip(np.asarray(cache_hit, dtype=np.float64), 0.0, 1.0)
+    cached = prompt * np.minimum(np.maximum(np.asarray(cache_hit, dtype=np.float64), 0.0), 1.0)
     output = np.maximum(np.asarray(output_tokens, dtype=np.float64), 0.0)
     index, rates = _rate_table(catalog)
     rows = rates[[index[str(sku)] for sku in skus]] if len(skus) else np.zeros((0, 3))

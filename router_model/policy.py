@@ -83,7 +83,8 @@ def action_probabilities(
     for p in explore_set:
         probabilities[p.sku] += params.epsilon / len(explore_set)
     probabilities[feasible[0].sku] += 1.0 - params.epsilon
-    order = [p.sku for p in feasible] + [p.sku for p in ranked if p not in feasible]
+    feasible_skus = {p.sku for p in feasible}
+    order = [p.sku for p in feasible] + [p.sku for p in ranked if p.sku not in feasible_skus]
     return probabilities, utilities, order
 
 

@@ -19,14 +19,14 @@ import contextlib
 import logging
 import math
 import random
+import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import Response, StreamingResponse
-from starlette.background import BackgroundTask
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from features.catalog import REGIONS, Catalog, load_catalog
@@ -38,7 +38,8 @@ from router_model.registry import RouterRegistry, tracking_uri_for
 from serving.admission import InProcessAdmission
 from serving.errors import ApiError, authentication_failed, error_body, invalid_request, not_found
 from serving.eventlog import EventLog
-from serving.gateway import Gateway, GatewayLimits, JsonReply, StreamReply, api_key_from, new_request_id
+from serving.gateway import Gateway, GatewayLimits, api_key_from, new_request_id
+from serving.messages_endpoint import MessagesEndpoint
 from serving.metrics import GatewayMetrics
 from serving.prompt_cache import PromptCacheEstimate
 from serving.router_runtime import BudgetPacer, ChampionHolder, StaticPriorScorer
@@ -97,6 +98,7 @@ async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -
     """The composition root: every part built from settings, background tasks started."""
     catalog = catalog or load_catalog()
     gw = settings.gateway
+    sys.setswitchinterval(gw.gil_switch_interval_s)  # process-wide; see GatewaySettings
     tenants = settings.tenants.directory(catalog)
     await asyncio.to_thread(predict_task_type, "warm up")  # load the classifier now, not on request 1
     pool = WorkerPool.from_settings(settings.workers)
@@ -188,10 +190,6 @@ async def close_runtime(runtime: Runtime) -> None:
     await runtime.eventlog.close()
 
 
-def _reply(reply: JsonReply) -> Response:
-    return Response(reply.body, status_code=reply.status, headers=reply.headers, media_type=_JSON)
-
-
 def _error(error: ApiError, request_id: str | None = None) -> Response:
     request_id = request_id or new_request_id()
     return Response(
@@ -229,13 +227,8 @@ def create_app(settings: AppSettings | None = None, *, catalog: Catalog | None =
         log.exception("unhandled error on %s", request.url.path)
         return _error(ApiError("api_error", "Internal server error"))
 
-    @app.post("/v1/messages")
-    async def messages(request: Request) -> Response:
-        runtime: Runtime = request.app.state.runtime
-        reply = await runtime.gateway.messages(await request.body(), request.headers)
-        if isinstance(reply, JsonReply):
-            return _reply(reply)
-        return _stream(reply)
+    # POST /v1/messages, the hot path, is served by this bare ASGI layer in front of FastAPI
+    app.add_middleware(MessagesEndpoint)
 
     @app.get("/v1/models")
     async def models(request: Request) -> Response:
@@ -278,15 +271,6 @@ def create_app(settings: AppSettings | None = None, *, catalog: Catalog | None =
         return Response(runtime.gateway.metrics.render(), media_type="text/plain; version=0.0.4")
 
     return app
-
-
-def _stream(reply: StreamReply) -> StreamingResponse:
-    return StreamingResponse(
-        reply.chunks,
-        media_type="text/event-stream",
-        headers={**reply.headers, "cache-control": "no-cache"},
-        background=BackgroundTask(reply.finish),
-    )
 
 
 def _json(document: object, status: int = 200) -> Response:

@@ -27,6 +27,7 @@ import numpy as np
 from features.catalog import Catalog
 from features.schema import FEATURE_NAMES, SKU_TIERS
 from router_model.artifact import ArtifactError, RouterArtifact, load_artifact
+from router_model.candidates import POLICY_HEADS
 from router_model.policy import pace_cost_multiplier
 from router_model.registry import CHAMPION, RouterRegistry
 from router_model.scorer import RouterScorer
@@ -117,7 +118,7 @@ class ChampionHolder:
 
     def _load_file(self) -> LoadedRouter:
         artifact = load_artifact(self._model_file)  # type: ignore[arg-type]
-        return LoadedRouter(RouterScorer(artifact), None, time.time())
+        return LoadedRouter(RouterScorer(artifact, heads=POLICY_HEADS), None, time.time())
 
     def _fetch_champion(self) -> LoadedRouter | None:
         """Blocking: the champion if it differs from the current one, else None."""
@@ -129,7 +130,9 @@ class ChampionHolder:
         registered = self._registry.load(CHAMPION)
         if registered is None:
             return None
-        return LoadedRouter(RouterScorer(registered.artifact), registered.version, time.time())
+        return LoadedRouter(
+            RouterScorer(registered.artifact, heads=POLICY_HEADS), registered.version, time.time()
+        )
 
     async def refresh(self) -> bool:
         """Load a new champion if there is one; True when the router changed. Never raises."""

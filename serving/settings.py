@@ -139,6 +139,13 @@ class WorkerSettings(BaseSettings):
     has no write timeout). ``max_connections`` counts connections in use; a released one
     stays pooled for ``keepalive_expiry_s``, which stays below vLLM's 5 s server keep-alive
     so the client never reuses a connection the server is closing (0: no keep-alive).
+
+    Replicas (``serving.replica_choice``, ``serving.worker_probe``): a request goes to a
+    replica by prefix affinity unless that one carries more than ``affinity_load_factor`` ×
+    the mean load; a replica that fails before answering is retried on another replica of
+    the same SKU (at most ``replica_attempts`` replicas per call) before the gateway falls back
+    to its next candidate; every endpoint's ``/health`` and ``/metrics`` are read each
+    ``probe_interval_s``, and ``unhealthy_after`` failed checks in a row take it out.
     """
 
     model_config = SettingsConfigDict(env_prefix="SWITCHYARD_WORKERS_", frozen=True)
@@ -159,6 +166,19 @@ class WorkerSettings(BaseSettings):
     breaker_cooldown_s: float = Field(default=10.0, ge=0, description="open → one probe after this long")
     breaker_probe_timeout_s: float = Field(
         default=90.0, gt=0, description="a probe without a verdict after this long is presumed lost"
+    )
+    replica_attempts: int = Field(
+        default=2, ge=1, description="replicas of one SKU tried per call when one fails before answering"
+    )
+    affinity_load_factor: float = Field(
+        default=1.25, ge=1, description="prefix affinity yields when a replica passes this × the mean load"
+    )
+    probe_interval_s: float = Field(
+        default=1.0, ge=0, description="/health and /metrics of every endpoint this often; 0: no probing"
+    )
+    probe_timeout_s: float = Field(default=2.0, gt=0, description="one health check or scrape")
+    unhealthy_after: int = Field(
+        default=2, ge=1, description="failed health checks that take an endpoint out"
     )
 
 
@@ -192,6 +212,12 @@ class GatewaySettings(BaseSettings):
     budget_usd: float = Field(default=0.012, gt=0, description="serving cost budget per request")
     slo_ttft_ms: float = Field(default=900.0, gt=0)
     seed: int | None = Field(default=None, description="exploration RNG seed (None: random)")
+    gil_switch_interval_s: float = Field(
+        default=0.0005,
+        gt=0,
+        description="sys.setswitchinterval for the process: how long the event-log thread may keep "
+        "the GIL when the event loop wants it (CPython's default, 5 ms, shows up in the p99)",
+    )
 
 
 class FeatureStoreSettings(BaseSettings):
