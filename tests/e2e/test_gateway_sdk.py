@@ -135,6 +135,21 @@ def test_unknown_path_and_bad_json(stack: tuple[str, Path]) -> None:
         f"{stack[0]}/v1/messages", content=b"{not json", headers={"x-api-key": US_KEY}, timeout=10
     )
     assert response.status_code == 400 and response.json()["error"]["type"] == "invalid_request_error"
+    response = httpx.get(f"{stack[0]}/v1/messages", headers={"x-api-key": US_KEY}, timeout=10)
+    assert response.status_code == 404 and response.json()["error"]["type"] == "not_found_error"
+
+
+def test_a_body_over_the_size_cap_is_413_before_it_is_parsed(stack: tuple[str, Path]) -> None:
+    too_big = b'{"model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content": "'
+    too_big += b"x" * (32 * 1024 * 1024) + b'"}]}'
+    response = httpx.post(
+        f"{stack[0]}/v1/messages", content=too_big, headers={"x-api-key": US_KEY}, timeout=60
+    )
+    assert response.status_code == 413, response.text
+    document = response.json()
+    assert document["error"]["type"] == "request_too_large" and response.headers["request-id"].startswith(
+        "req_"
+    )
 
 
 def test_models_health_and_metrics(stack: tuple[str, Path]) -> None:

@@ -71,3 +71,19 @@ def test_scoring_a_subset_of_heads_gives_the_same_values(heads_and_rows):
     assert set(subset) == {"p_quality", "output_tokens"}
     for head, values in subset.items():
         np.testing.assert_array_equal(values, everything[head])
+
+
+def test_a_scorer_pruned_to_some_heads_serves_exactly_those(heads_and_rows):
+    models, rows = heads_and_rows
+    artifact = parse_artifact(export_router(models, rows.shape[1], artifact_metadata("x")))
+    everything = RouterScorer(artifact).score(rows[:12])
+    pruned = RouterScorer(artifact, heads=("p_quality", "ttft_p90_ms"))
+    assert pruned.heads == ("p_quality", "ttft_p90_ms") and pruned.router_version == "x"
+    served = pruned.score(rows[:12])
+    assert set(served) == {"p_quality", "ttft_p90_ms"}
+    for head, values in served.items():
+        np.testing.assert_array_equal(values, everything[head])
+    with pytest.raises(ValueError, match="not \\['output_tokens'\\]"):
+        pruned.score(rows[:12], ("p_quality", "output_tokens"))
+    with pytest.raises(ValueError, match="no heads \\['p_unknown'\\]"):
+        RouterScorer(artifact, heads=("p_unknown",))
