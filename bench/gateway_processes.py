@@ -117,10 +117,15 @@ def serve_gateway(folder: Path, port: int, router_model: Path | None, profile: P
 
 
 class Stack:
-    """The worker and gateway processes, pinned to their cores."""
+    """The worker and gateway processes, pinned to their cores (the worker to core 0)."""
 
     def __init__(
-        self, folder: Path, router_model: Path | None, profile: Path | None = None, pin_cores: bool = True
+        self,
+        folder: Path,
+        router_model: Path | None,
+        profile: Path | None = None,
+        pin_cores: bool = True,
+        gateway_core: int = 1,
     ) -> None:
         self.folder = folder
         skus = [sku.name for sku in load_catalog().in_region("us")]
@@ -141,7 +146,7 @@ class Stack:
             if profile:
                 gateway_args += ["--profile-out", str(profile)]
             self.gateway = subprocess.Popen(gateway_args, cwd=ROOT)
-            self.pinned = self.pinned and pin(self.gateway.pid, 1)
+            self.pinned = self.pinned and pin(self.gateway.pid, gateway_core)
             wait_ready(f"{self.gateway_url}/readyz", self.gateway)
             self.pinned = self.pinned and pin(0, 0)  # the client shares the worker's core
         except BaseException:
