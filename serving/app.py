@@ -43,6 +43,7 @@ from serving.messages_endpoint import MessagesEndpoint
 from serving.metrics import GatewayMetrics
 from serving.prompt_cache import PromptCacheEstimate
 from serving.router_runtime import BudgetPacer, ChampionHolder, StaticPriorScorer
+from serving.safe_mode import SafeModeMonitor, SafeModeSettings
 from serving.settings import (
     AdmissionSettings,
     EventLogSettings,
@@ -71,6 +72,7 @@ class AppSettings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     workers: WorkerSettings = field(default_factory=WorkerSettings)
     eventlog: EventLogSettings = field(default_factory=EventLogSettings)
+    safe_mode: SafeModeSettings = field(default_factory=SafeModeSettings)
     feast: FeatureStoreSettings = field(default_factory=FeatureStoreSettings)
 
 
@@ -88,6 +90,7 @@ class Runtime:
     pool: WorkerPool
     eventlog: EventLog
     champion: ChampionHolder
+    safe_mode: SafeModeMonitor
     tasks: list[asyncio.Task] = field(default_factory=list)
     closers: list = field(default_factory=list)
     store_stats: object | None = None  # the StoreFeatureReader, when Feast is used
@@ -116,6 +119,8 @@ async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -
         poll_interval_s=gw.router_poll_s,
     )
     await champion.refresh()
+    safe_mode = settings.safe_mode.monitor()
+    await asyncio.to_thread(safe_mode.refresh)  # a critical verdict already on disk applies from request 1
     initial_lambda = gw.initial_cost_multiplier
     pacer = BudgetPacer(gw.budget_usd, initial_lambda=initial_lambda)
     read_store = _no_store
@@ -146,9 +151,11 @@ async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -
         metrics=metrics,
         limits=GatewayLimits(max_attempts=gw.max_attempts, request_timeout_s=gw.request_timeout_s),
         rng=random.Random(gw.seed),
+        safe_mode=safe_mode,
     )
-    runtime = Runtime(gateway, pool, eventlog, champion, closers=closers)
+    runtime = Runtime(gateway, pool, eventlog, champion, safe_mode, closers=closers)
     runtime.tasks.append(asyncio.create_task(champion.run(), name="champion-poll"))
+    runtime.tasks.append(asyncio.create_task(safe_mode.run(), name="safe-mode-poll"))
     if live is not None:
         observe = live.observe
         eventlog.add_listener(lambda record: observe(record) if isinstance(record, AttemptRecord) else None)
@@ -331,6 +338,8 @@ def readiness(runtime: Runtime) -> dict[str, object]:
         "workers": {"endpoints": len(endpoints), "serving": len(serving)},
         "eventlog": asdict(events),
         "policy_cost_multiplier": runtime.gateway.pacer.cost_multiplier,
+        # safe mode still serves (with the static prior): it is in the detail, not in "ready"
+        "safe_mode": runtime.safe_mode.readyz(),
     }
     # not ready while records wait too long to become durable (the writer is behind or the
     # disk refuses); recovers by itself, unlike the monotone ``dropped`` counter
@@ -350,6 +359,10 @@ def refresh_gauges(runtime: Runtime) -> None:
     m.router_info.labels(*labels).set(1)
     m.policy_lambda.set(runtime.gateway.pacer.cost_multiplier)
     m.router_load_errors.set(runtime.champion.stats.load_errors)
+    safe = runtime.safe_mode
+    m.safe_mode.set(1 if safe.active else 0)
+    m.safe_mode_switches.set(safe.stats.switches)
+    m.safe_mode_read_errors.set(safe.stats.read_errors)
     for name, value in asdict(runtime.eventlog.stats()).items():
         m.eventlog.labels(name).set(value)
     if runtime.store_stats is not None:

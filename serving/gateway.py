@@ -76,6 +76,7 @@ from serving.policy_checks import (
 from serving.prompt_cache import PromptCacheEstimate
 from serving.router_runtime import BudgetPacer, ChampionHolder, LoadedRouter, StaticPriorScorer
 from serving.routing import Placement, Route, decide, placements
+from serving.safe_mode import SafeModeMonitor
 from serving.tenants import Tenant, TenantDirectory
 from serving.worker_stream import WorkerStream, WorkerStreamBroken
 from serving.workers import WorkerAttemptError, WorkerPool
@@ -123,6 +124,11 @@ class Gateway:
     pre_checks: Sequence[SafetyPreCheck] = ()
     rng: random.Random = field(default_factory=random.Random)
     open_ledgers: dict[str, RequestLedger] = field(default_factory=dict)
+    safe_mode: SafeModeMonitor | None = None  # active: route with the static prior, not the champion
+
+    def __post_init__(self) -> None:
+        # the static prior: safe mode's router, and the fallback when scoring fails
+        self._static_router = LoadedRouter(StaticPriorScorer(self.catalog), None, time.time())
 
     # ------------------------------------------------------------------ the request path
 
@@ -222,7 +228,7 @@ class Gateway:
 
     async def _route(self, tenant, facts, request_vector, placed, prefix_keys) -> tuple[Route, PolicyParams]:
         params = replace(self.policy, cost_multiplier=self.pacer.cost_multiplier)
-        router: LoadedRouter = self.champion.current
+        router: LoadedRouter = self._static_router if self._in_safe_mode() else self.champion.current
         fetch_started = time.perf_counter()
         store = await self.read_store(tenant.tenant_id, tenant.home_region, [p.sku.name for p in placed])
         self.metrics.feature_fetch_time.observe(time.perf_counter() - fetch_started)
@@ -237,9 +243,13 @@ class Gateway:
             route = decide(placed, facts, request_vector, store, prefix_keys, router=router, **kwargs)
         except Exception:
             log.exception("router %s failed; deciding with the static prior", router.router_version)
-            fallback = LoadedRouter(StaticPriorScorer(self.catalog), None, time.time())
-            route = decide(placed, facts, request_vector, store, prefix_keys, router=fallback, **kwargs)
+            route = decide(
+                placed, facts, request_vector, store, prefix_keys, router=self._static_router, **kwargs
+            )
         return route, params
+
+    def _in_safe_mode(self) -> bool:
+        return self.safe_mode is not None and self.safe_mode.active
 
     # ------------------------------------------------------------------ calling workers
 

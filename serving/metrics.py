@@ -112,6 +112,17 @@ class GatewayMetrics:
         self.router_load_errors = Gauge(
             "switchyard_router_load_errors", "Failed champion loads so far", registry=r
         )
+        self.safe_mode = Gauge(
+            "switchyard_safe_mode",
+            "1 while a drift/skew verdict has switched routing to the static prior",
+            registry=r,
+        )
+        self.safe_mode_switches = Gauge(
+            "switchyard_safe_mode_switches", "Safe-mode switches (on or off) since start", registry=r
+        )
+        self.safe_mode_read_errors = Gauge(
+            "switchyard_safe_mode_read_errors", "Failed reads of the drift verdict file", registry=r
+        )
         self.eventlog = Gauge("switchyard_eventlog", "Event log counters", ["counter"], registry=r)
         self.store_features = Gauge(
             "switchyard_store_features", "Store-feature reader counters", ["counter"], registry=r
