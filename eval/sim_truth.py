@@ -49,7 +49,8 @@ class GroundTruthMismatch(RuntimeError):
     """The regenerated world does not match the logs (other code, parameters or catalog)."""
 
 
-def _config_from_manifest(manifest: dict, root: Path) -> BootstrapConfig:
+def config_from_manifest(manifest: dict, root: Path) -> BootstrapConfig:
+    """The bootstrap configuration a ``_manifest.json`` describes (to regenerate its world)."""
     per_day, windows = int(manifest["requests_per_day"]), int(manifest["windows_per_day"])
     config = BootstrapConfig(
         days=int(manifest["days"]),
@@ -160,7 +161,7 @@ def regenerate_ground_truth(logs_root: Path, *, verify: bool = True) -> pl.DataF
     """
     root = Path(logs_root)
     manifest = json.loads((root / MANIFEST_NAME).read_text())
-    run = prepare_run(_config_from_manifest(manifest, root))
+    run = prepare_run(config_from_manifest(manifest, root))
     if run.params_digest != manifest["params_digest"]:
         raise GroundTruthMismatch("the simulator's parameters changed since these logs were written")
     if run.world.catalog.version != manifest["catalog_version"]:

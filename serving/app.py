@@ -60,6 +60,7 @@ log = logging.getLogger("switchyard.app")
 _JSON = "application/json"
 FEEDBACK_SOURCES = ("user", "judge")
 READY_MAX_UNWRITTEN_AGE_S = 30.0
+_CHECK_LEVELS = {"ok": 0, "warning": 1, "critical": 2}
 
 
 @dataclass
@@ -363,6 +364,8 @@ def refresh_gauges(runtime: Runtime) -> None:
     m.safe_mode.set(1 if safe.active else 0)
     m.safe_mode_switches.set(safe.stats.switches)
     m.safe_mode_read_errors.set(safe.stats.read_errors)
+    for check, status in safe.state.checks.items():
+        m.drift_check_status.labels(check).set(_CHECK_LEVELS.get(status, 0))
     for name, value in asdict(runtime.eventlog.stats()).items():
         m.eventlog.labels(name).set(value)
     if runtime.store_stats is not None:

@@ -117,6 +117,12 @@ class GatewayMetrics:
             "1 while a drift/skew verdict has switched routing to the static prior",
             registry=r,
         )
+        self.drift_check_status = Gauge(
+            "switchyard_drift_check_status",
+            "Latest drift verdict per check: 0 ok, 1 warning, 2 critical",
+            ["check"],
+            registry=r,
+        )
         self.safe_mode_switches = Gauge(
             "switchyard_safe_mode_switches", "Safe-mode switches (on or off) since start", registry=r
         )

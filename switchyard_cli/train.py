@@ -33,11 +33,20 @@ def train_command(
     weight_ablation: Annotated[
         bool, typer.Option(help="Also fit an unweighted quality head to compare.")
     ] = True,
+    drift_dir: Annotated[
+        Path,
+        typer.Option(help="The drift monitor's state: a critical verdict over the input refuses promotion."),
+    ] = Path(".switchyard/drift"),
+    check_drift: Annotated[
+        bool,
+        typer.Option(help="Consult the drift monitor's verdicts before promoting (--no-check-drift: not)."),
+    ] = True,
 ) -> None:
     """Train the router from logged outcomes, evaluate it on the latest days, register it in MLflow.
 
     The version becomes `champion` only if it passes the gate against the current champion
-    (docs/adr/0003); otherwise it is registered as `challenger` with the reasons.
+    (docs/adr/0003) and no unresolved critical skew or drift verdict covers its input
+    (docs/runbooks/drift.md); otherwise it is registered as `challenger` with the reasons.
     """
     from training.pipeline import TrainConfig, format_summary, run_training
 
@@ -52,6 +61,7 @@ def train_command(
         weight_clip=weight_clip,
         refresh_features=refresh_features,
         weight_ablation=weight_ablation,
+        drift_dir=drift_dir if check_drift else None,
     )
     if not (logs / "decisions").is_dir():
         typer.echo(

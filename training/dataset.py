@@ -292,6 +292,7 @@ def training_rows(requests: pl.DataFrame, lookup: StoreLookup, *, weight_clip: f
         "ttft_ms",
         "e2e_ms",
         "output_tokens",
+        "cost_usd",  # the outcome's serving cost (the drift monitor's reference)
     ]
     return _labelled(rows, store_block(rows, lookup), columns)
 

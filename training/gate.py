@@ -13,7 +13,10 @@ policy code. The candidate becomes ``champion`` only if every check passes:
    the champion's plus ``min_value_gain`` — with no champion, above the logging policy's own
    mean reward on the same requests plus ``min_value_gain``;
 4. budget: the SNIPS estimate of its serving cost per request within the budget (λ is paced
-   to the budget on *predicted* costs; this checks it on logged ones).
+   to the budget on *predicted* costs; this checks it on logged ones);
+5. input data: no unresolved critical skew or feature-drift verdict of the drift monitor covers
+   the logs the run read (``features.drift_verdict.flagged_windows``; checked when the caller
+   passes ``data_flags``).
 
 Otherwise the candidate is registered as ``challenger`` and the failed checks say why.
 """
@@ -21,6 +24,7 @@ Otherwise the candidate is registered as ``challenger`` and the failed checks sa
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from router_model.registry import CHALLENGER, CHAMPION
@@ -75,10 +79,24 @@ def decide(
     logged_value: float,
     base_rate_log_loss: float,
     rules: GateRules = GateRules(),
+    data_flags: Sequence[str] | None = None,
 ) -> GateVerdict:
-    """The verdict for ``candidate`` against ``champion`` (or, with none, the logging policy)."""
+    """The verdict for ``candidate`` against ``champion`` (or, with none, the logging policy).
+
+    ``data_flags``: the drift monitor's critical verdicts covering the run's input, one line
+    each (None: not checked). Any flag refuses promotion, whatever the numbers say.
+    """
     passed: list[str] = []
     failed: list[str] = []
+    if data_flags is not None:
+        _check(
+            not data_flags,
+            "input data flagged by the drift monitor: " + "; ".join(data_flags)
+            if data_flags
+            else "input data: no critical drift verdict covers it",
+            passed,
+            failed,
+        )
     _check(
         candidate.effective_samples >= rules.min_effective_samples,
         f"effective samples {candidate.effective_samples:.0f} vs minimum {rules.min_effective_samples:.0f}",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ class RunRecord:
     tables: Mapping[str, pl.DataFrame]  # e.g. baselines, frontier, reliability → eval/<name>.csv
     importance: Mapping[str, Mapping[str, float]]
     summary: Mapping[str, Any]  # the gate and run summary → summary.json
+    reference_info: Mapping[str, Any] = field(default_factory=dict)  # → reference/reference.json
 
 
 def feature_schema_document() -> dict[str, Any]:
@@ -122,6 +123,8 @@ class TrainingRegistry:
             reference = root / "reference"
             reference.mkdir()
             record.reference_sample.write_parquet(reference / "training_sample.parquet")
+            if record.reference_info:
+                (reference / "reference.json").write_text(json.dumps(record.reference_info, indent=2))
             tables = root / "eval"
             tables.mkdir()
             for name, table in record.tables.items():

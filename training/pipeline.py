@@ -14,14 +14,21 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from features.schema import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
+from eval.drift_outcomes import sku_shares
+from eval.drift_reference import reference_document, training_reference_sample
+from features.catalog import load_catalog
+from features.drift_verdict import DATA_CHECKS, flagged_windows
+from features.schema import FEATURE_SCHEMA_VERSION
+from router_model.artifact import parse_artifact
 from router_model.policy import PolicyParams
+from router_model.scorer import RouterScorer
 from training import dataset
 from training.evaluation import FRONTIER_LAMBDAS, EvaluationReport, HeldOut, evaluate_stage, gate_input
 from training.feast_adapter import feast_cli, open_repo, point_in_time_features
@@ -50,12 +57,13 @@ class TrainConfig:
     gate: GateRules = field(default_factory=GateRules)
     frontier_lambdas: tuple[float, ...] = FRONTIER_LAMBDAS
     reference_rows: int = 20_000
+    drift_dir: Path | None = None  # the drift monitor's state (.switchyard/drift); None: not consulted
 
     def as_params(self) -> dict[str, str]:
         plain = {
             key: str(value)
             for key, value in asdict(self).items()
-            if key not in {"train", "policy", "gate", "logs", "feature_repo", "mlruns"}
+            if key not in {"train", "policy", "gate", "logs", "feature_repo", "mlruns", "drift_dir"}
         }
         nested = {
             f"{name}.{k}": str(v)
@@ -190,6 +198,7 @@ def _log_and_gate(
         logged_value=report.metrics["logged_policy.value"],
         base_rate_log_loss=report.metrics["quality.base_rate_log_loss"],
         rules=replace(config.gate, budget_usd=config.policy.budget_usd),
+        data_flags=None if config.drift_dir is None else data_flags(config.drift_dir, data.split),
     )
     digest = hashlib.sha256(trained.model_bytes).hexdigest()
     duplicate_of = registry.version_with_digest(digest)
@@ -208,14 +217,22 @@ def _log_and_gate(
     }
     split = data.split
     dates = {"train_dates": ",".join(split.train_dates), "eval_dates": ",".join(split.eval_dates)}
+    importance = feature_importance(trained.models)
     record = RunRecord(
         params=config.as_params() | {"logs": str(config.logs)} | dates,
         metrics=metrics,
         tags=tags,
         model_bytes=trained.model_bytes,
-        reference_sample=_reference_sample(data.train_rows, config),
+        reference_sample=_reference_sample(data.train_rows, trained, config),
         tables=report.tables,
-        importance=feature_importance(trained.models),
+        importance=importance,
+        reference_info=reference_document(
+            router_version=trained.router_version,
+            window=(input_window(split)[0], split.test_start),
+            sku_mix=sku_shares(data.train_rows.frame.select("sku")),
+            importance_by_head=importance,
+            training_rows=data.train_rows.frame.height,
+        ),
         summary={
             "verdict": asdict(verdict),
             "champion_before": report.champion_note,
@@ -243,12 +260,35 @@ def _log_and_gate(
     )
 
 
-def _reference_sample(rows: dataset.ModelRows, config: TrainConfig) -> pl.DataFrame:
-    """A seeded sample of the training feature matrix (with ts and sku) for the drift monitor."""
+def input_window(split: dataset.TimeSplit) -> tuple[datetime, datetime]:
+    """``[first training midnight, the day after the last held-out date)``: every log the run reads."""
+    first, last = date.fromisoformat(split.train_dates[0]), date.fromisoformat(split.eval_dates[-1])
+    return (
+        datetime(first.year, first.month, first.day, tzinfo=UTC),
+        datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1),
+    )
+
+
+def data_flags(drift_dir: Path, split: dataset.TimeSplit) -> list[str]:
+    """The drift monitor's unresolved critical skew/drift verdicts over the run's input, one line each."""
+    lines = []
+    for verdict in flagged_windows(drift_dir, *input_window(split)):
+        critical = [name for name in DATA_CHECKS if verdict.check(name).status == "critical"]
+        first = verdict.check(critical[0]).reasons[:1]
+        lines.append(
+            f"{verdict.verdict_id} ({verdict.window_start:%Y-%m-%d %H:%M}..{verdict.window_end:%H:%M} UTC, "
+            f"critical {', '.join(critical)}{': ' + first[0] if first else ''})"
+        )
+    return lines
+
+
+def _reference_sample(rows: dataset.ModelRows, trained: TrainedRouter, config: TrainConfig) -> pl.DataFrame:
+    """A seeded sample of the training rows with the model's predictions, for the drift monitor."""
     n = min(config.reference_rows, rows.frame.height)
     keep = np.sort(np.random.default_rng(config.seed).choice(rows.frame.height, n, replace=False))
-    features = pl.DataFrame(rows.features[keep], schema=list(FEATURE_NAMES), orient="row")
-    return pl.concat([rows.frame[keep].select("ts", "sku"), features], how="horizontal")
+    features = rows.features[keep]
+    predictions = RouterScorer(parse_artifact(trained.model_bytes)).score(features)
+    return training_reference_sample(rows.frame[keep], features, predictions, load_catalog())
 
 
 def _frontier_lines(result: TrainResult) -> list[str]:

@@ -112,6 +112,8 @@ def test_critical_skew_switches_to_the_static_prior_and_back(tmp_path: Path) -> 
             safe = [route_version(url) for _ in range(3)]
             assert {version for _, version in safe} == {STATIC_PRIOR_VERSION}
             assert safe_mode_gauge(url) == 1
+            metrics = httpx.get(f"{url}/metrics", timeout=5).text
+            assert 'switchyard_drift_check_status{check="skew"} 2.0' in metrics
 
             clear_safe_mode(state_dir, OperatorNote(datetime.now(UTC), "on-call", "fixed the token counter"))
             detail = wait_for_safe_mode(url, False)

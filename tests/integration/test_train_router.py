@@ -5,7 +5,10 @@ each other: a first run registers a champion, a rerun on the same data gives the
 and registers nothing, a run on a tiny sample is worse and stays challenger.
 """
 
-from datetime import date
+import json
+import shutil
+import subprocess
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +93,60 @@ def test_the_run_logs_what_monitoring_and_people_need(world):
     ):
         assert (folder / path).is_file(), path
     reference = pl.read_parquet(folder / "reference/training_sample.parquet")
-    assert reference.columns == ["ts", "sku", *FEATURE_NAMES] and reference.height > 1000
+    assert reference.columns[: 2 + len(FEATURE_NAMES)] == ["ts", "sku", *FEATURE_NAMES]
+    assert {
+        "pred_p_quality",
+        "pred_ttft_ms",
+        "pred_cost_usd",
+        "obs_ttft_ms",
+        "obs_cost_usd",
+        "obs_good",
+    } <= set(reference.columns)
+    assert reference.height > 1000 and reference["pred_p_quality"].is_between(0, 1).all()
+    document = json.loads((folder / "reference/reference.json").read_text())
+    assert document["router_version"] == first.router_version
+    assert sum(document["sku_mix"].values()) == pytest.approx(1.0)
+    assert sum(document["importance"].values()) == pytest.approx(1.0)
+
+
+def test_the_drift_monitor_reads_the_champions_reference(world, tmp_path):
+    from eval.drift import DriftConfig, run_drift
+
+    config, first = world
+    drift = DriftConfig(
+        logs=config.logs,
+        mlruns=config.mlruns,
+        reference="champion",
+        end=datetime(2026, 11, 3, 13, tzinfo=UTC),
+        out=tmp_path,
+        state_dir=tmp_path / "state",
+        feature_repo=config.feature_repo,
+        skew_sample=200,
+    )
+    run = run_drift(drift)
+    assert first.router_version in run.reference.description and run.reference.frame.height > 1000
+    assert run.reference.importance_source.startswith(first.router_version)
+    assert run.verdict.check("skew").status == "ok" and run.verdict.status != "critical", (
+        run.verdict.to_json()
+    )
+    # the logs were routed by the logging policy, not the champion: observed outcomes only
+    assert not run.outcomes.calibrated
+    status = run.verdict.status
+    page = run.html.read_text()
+    assert f'<section id="switchyard-drift" data-status="{status}">' in page
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser:  # the report opens in a real browser: our section and Evidently's rendered widgets
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000", "--dump-dom"]
+        dom = subprocess.run(
+            [browser, *flags, run.html.as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+        assert f'data-status="{status}"' in dom and "Training–serving skew" in dom
+        drawn = "Drift is detected for"  # Evidently's widgets, drawn by its scripts: in the DOM twice
+        assert dom.count(drawn) > page.count(drawn)
 
 
 def test_a_rerun_gives_the_same_bytes_and_registers_no_duplicate(world):

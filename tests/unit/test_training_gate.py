@@ -58,3 +58,40 @@ def test_a_policy_over_budget_is_refused():
         evaluation(0.59, 0.6, cost=0.013), evaluation(), logged_value=0.4, base_rate_log_loss=0.65
     )
     assert not verdict.promote and verdict.failed == ("cost per request $0.0130 vs budget $0.0120",)
+
+
+def test_input_data_flagged_by_the_drift_monitor_refuses_promotion_whatever_the_numbers():
+    better = (evaluation(0.59, 0.52), evaluation(0.60, 0.50))
+    flag = "drift-h12 (2026-11-02 12:00..13:00 UTC, critical skew: prompt_tokens: 100% differ)"
+    refused = decide(*better, logged_value=0.4, base_rate_log_loss=0.65, data_flags=[flag])
+    assert not refused.promote and refused.alias == "challenger"
+    assert refused.failed == (f"input data flagged by the drift monitor: {flag}",)
+    clean = decide(*better, logged_value=0.4, base_rate_log_loss=0.65, data_flags=[])
+    assert clean.promote and clean.passed[0] == "input data: no critical drift verdict covers it"
+
+
+def test_the_pipeline_reads_the_drift_verdicts_over_everything_it_trained_and_evaluated_on(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from features.drift_verdict import CheckVerdict, DriftVerdict, publish_verdict
+    from training.dataset import split_dates
+    from training.pipeline import data_flags, input_window
+
+    split = split_dates(["2026-11-01", "2026-11-02", "2026-11-03"], 1)
+    assert input_window(split) == (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 4, tzinfo=UTC))
+
+    def verdict(day: int, status: str, check: str = "skew") -> DriftVerdict:
+        start = datetime(2026, 11, day, 12, tzinfo=UTC)
+        return DriftVerdict(
+            f"drift-{day}-{check}",
+            start,
+            start,
+            start + timedelta(hours=1),
+            {check: CheckVerdict(status, (f"{check} reason",))},  # type: ignore[arg-type]
+        )
+
+    publish_verdict(tmp_path, verdict(2, "critical"))
+    publish_verdict(tmp_path, verdict(3, "critical", "outcome_drift"))  # not a data flag
+    publish_verdict(tmp_path, verdict(5, "critical", "feature_drift"))  # after the run's input
+    (line,) = data_flags(tmp_path, split)
+    assert line.startswith("drift-2-skew (2026-11-02 12:00..13:00 UTC, critical skew: skew reason")
