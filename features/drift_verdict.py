@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,7 +43,7 @@ class VerdictFileError(ValueError):
     """A verdict file that is not valid JSON or not this contract."""
 
 
-def worst(statuses: Iterator[str] | list[str] | tuple[str, ...]) -> Status:
+def worst(statuses: Iterable[str]) -> Status:
     """The most severe of ``statuses`` (``ok`` for none)."""
     ranked = [STATUSES.index(s) for s in statuses]  # type: ignore[arg-type]
     return STATUSES[max(ranked, default=0)]
