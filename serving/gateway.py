@@ -281,7 +281,7 @@ class Gateway:
         )
         self.metrics.attempts.labels(placement.sku.name, failure.status).inc()
 
-    async def _first_answer(self, ledger, request, deadline, call):
+    async def _first_answer(self, ledger, request, prefix_keys, deadline, call):
         """Try the plan in order until a worker answers (``call`` is the pool's ``complete`` or
         ``open_stream``): ``(placement, answer, started)``, or ``(None, the client's error, None)``."""
         last_error: ApiError = overloaded("no model could serve the request", retry_after_s=1.0)
@@ -294,14 +294,19 @@ class Gateway:
                     self._worker_body(request, placement),
                     deadline=deadline,
                     request_id=ledger.request_id,
+                    prefix_keys=prefix_keys,  # replica choice by prefix-cache affinity
                 )
             except WorkerAttemptError as failure:
+                for earlier in failure.earlier_failures:  # other replicas of this SKU tried first
+                    self._record_failure(ledger, placement, earlier, started)
                 self._record_failure(ledger, placement, failure, started)
                 last_error = failure.as_api_error()
                 if not failure.retryable:
                     break
                 self.metrics.fallbacks.labels(placement.sku.name, failure.status).inc()
                 continue
+            for earlier in answer.earlier_failures:
+                self._record_failure(ledger, placement, earlier, started)
             return placement, answer, started
         return None, last_error, None
 
@@ -310,7 +315,9 @@ class Gateway:
         return self._error_reply(error, ledger.request_id)
 
     async def _complete(self, ledger, request, prefix_keys, deadline, mode) -> JsonReply:
-        placement, reply, started = await self._first_answer(ledger, request, deadline, self.pool.complete)
+        placement, reply, started = await self._first_answer(
+            ledger, request, prefix_keys, deadline, self.pool.complete
+        )
         if placement is None:
             return self._no_answer(ledger, reply, mode)
         usage = Usage(
@@ -337,7 +344,7 @@ class Gateway:
 
     async def _stream(self, ledger, request, prefix_keys, deadline, mode) -> JsonReply | StreamReply:
         placement, stream, started = await self._first_answer(
-            ledger, request, deadline, self.pool.open_stream
+            ledger, request, prefix_keys, deadline, self.pool.open_stream
         )
         if placement is None:
             return self._no_answer(ledger, stream, mode)

@@ -150,6 +150,8 @@ class WorkerAttemptError(Exception):
         self.elapsed_ms = elapsed_ms
         self.http_status = http_status
         self.retry_after_s = retry_after_s
+        # failures on other replicas of the same SKU before this one, within one pool call
+        self.earlier_failures: tuple[WorkerAttemptError, ...] = ()
 
     @property
     def status(self) -> str:

@@ -87,14 +87,28 @@ class SseScanner:
 
 @dataclass(frozen=True, slots=True)
 class WorkerUsage:
-    """Anthropic usage: uncached prompt tokens, prompt tokens read from the cache, output tokens."""
+    """A worker's usage for accounting: prompt tokens computed, prompt tokens read from the cache, output.
+
+    ``input_tokens`` is every prompt token the worker had to compute: Anthropic's
+    ``input_tokens`` plus ``cache_creation_input_tokens``. vLLM reports the prompt tokens it
+    newly put in its prefix cache as ``cache_creation_input_tokens`` (and leaves them out of
+    ``input_tokens``), but automatic prefix caching has no write premium: they cost what any
+    computed prompt token costs. ``cache_creation_input_tokens`` keeps vLLM's figure for
+    reference. So ``input_tokens + cache_read_input_tokens`` is the whole prompt, which is
+    vLLM's ``vllm:prompt_tokens_total`` for the request.
+    """
 
     input_tokens: int = 0
     cache_read_input_tokens: int = 0
     output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
 
     def updated(self, usage: object) -> WorkerUsage:
-        """This usage with the integer fields present in an Anthropic ``usage`` object applied."""
+        """This usage with the integer fields present in an Anthropic ``usage`` object applied.
+
+        A ``usage`` that names ``input_tokens`` sets the computed prompt tokens to it plus its
+        ``cache_creation_input_tokens`` (0 when absent).
+        """
         if not isinstance(usage, dict):
             return self
 
@@ -102,10 +116,15 @@ class WorkerUsage:
             value = usage.get(name)
             return value if isinstance(value, int) else current
 
+        created = pick("cache_creation_input_tokens", 0)
+        reported = usage.get("input_tokens")
         return WorkerUsage(
-            pick("input_tokens", self.input_tokens),
+            reported + created if isinstance(reported, int) else self.input_tokens,
             pick("cache_read_input_tokens", self.cache_read_input_tokens),
             pick("output_tokens", self.output_tokens),
+            created
+            if isinstance(reported, int)
+            else pick("cache_creation_input_tokens", self.cache_creation_input_tokens),
         )
 
 
@@ -254,6 +273,8 @@ class WorkerStream:
         self._on_close: Callable[[Verdict], None] | None = on_close
         self._verdict = Verdict.NEUTRAL
         self._iterating = False
+        # failures on other replicas of the same SKU before this stream opened (set by the pool)
+        self.earlier_failures: tuple[Exception, ...] = ()
 
     @property
     def message_start(self) -> dict[str, Any]:

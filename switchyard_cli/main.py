@@ -4,6 +4,7 @@ import typer
 
 from switchyard_cli.bootstrap import bootstrap_command
 from switchyard_cli.demo import demo_command
+from switchyard_cli.drift import drift_command
 from switchyard_cli.serve import serve_command
 from switchyard_cli.train import feature_tables_command, train_command
 from switchyard_cli.workers import workers_app
@@ -17,3 +18,4 @@ app.command("serve")(serve_command)
 app.command("train")(train_command)
 app.command("feature-tables")(feature_tables_command)
 app.command("demo")(demo_command)
+app.command("drift")(drift_command)

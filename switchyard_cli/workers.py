@@ -1,4 +1,4 @@
-"""``switchyard workers``: run the fleet of simulated vLLM workers from the SKU catalog."""
+"""``switchyard workers``: run the fleet of simulated vLLM workers from the SKU catalog; ``workers vllm``: real ones."""
 
 from __future__ import annotations
 
@@ -12,8 +12,12 @@ import typer
 from features.catalog import CatalogError, load_catalog
 from features.deployment import DEFAULT_DEPLOYMENT_PATH, write_deployment
 from simulator.fleet import FleetPlan, RunningFleet, plan_fleet
+from switchyard_cli.vllm_commands import vllm_app
 
-workers_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Simulated vLLM workers.")
+workers_app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Simulated vLLM workers (`up`) and real ones (`vllm`)."
+)
+workers_app.add_typer(vllm_app, name="vllm")
 
 
 def _table(plan: FleetPlan, pids: list[int]) -> str:

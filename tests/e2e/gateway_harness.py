@@ -2,7 +2,9 @@
 
 Workers run in-process (``simulator.worker.running_worker``, one per SKU deployment) and the
 gateway runs under uvicorn in a background thread with explicit settings; both bind free
-loopback ports. Tenants come from a real tenant file with hashed keys.
+loopback ports. Tenants come from a real tenant file with hashed keys. ``running_fleet(...,
+replace=map)`` takes some (SKU, region) deployments from another map instead (real vLLM
+servers), so one gateway serves a mix of simulated and vLLM endpoints.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from pathlib import Path
 
 import uvicorn
 import yaml
+from fastapi import FastAPI
 
 from features.catalog import load_catalog
 from features.deployment import DeploymentMap, SkuDeployment, write_deployment
 from serving.app import AppSettings, create_app
+from serving.safe_mode import SafeModeSettings
 from serving.settings import (
     AdmissionSettings,
     GatewaySettings,
@@ -88,11 +92,17 @@ class Fleet:
 
 
 @contextlib.contextmanager
-def running_fleet(folder: Path, *, time_scale: float = 0.01) -> Iterator[Fleet]:
+def running_fleet(
+    folder: Path, *, time_scale: float = 0.01, replace: DeploymentMap | None = None
+) -> Iterator[Fleet]:
+    """Simulated workers for ``DEPLOYMENTS``, except the (SKU, region) pairs ``replace`` deploys."""
     urls: dict[tuple[str, str], list[str]] = {}
+    replaced = {(d.sku, d.region) for d in replace.deployments} if replace is not None else set()
     with contextlib.ExitStack() as stack:
         seed = 0
         for sku, region, replicas in DEPLOYMENTS:
+            if (sku, region) in replaced:
+                continue
             for _ in range(replicas):
                 seed += 1
                 config = WorkerConfig(skus=(sku,), region=region, time_scale=time_scale, seed=seed)
@@ -102,10 +112,14 @@ def running_fleet(folder: Path, *, time_scale: float = 0.01) -> Iterator[Fleet]:
                 SkuDeployment(sku=s, region=r, endpoints=tuple(u)) for (s, r), u in urls.items()
             )
         )
+        if replace is not None:
+            deployment = deployment.overridden_by(replace)
         yield Fleet(urls, write_deployment(deployment, folder / "deployment.json"))
 
 
-def app_settings(folder: Path, fleet: Fleet, **gateway: object) -> AppSettings:
+def app_settings(
+    folder: Path, fleet: Fleet, *, workers: dict[str, object] | None = None, **gateway: object
+) -> AppSettings:
     options: dict[str, object] = {"mlruns": None, "log_dir": folder / "logs", "seed": 7, "router_poll_s": 0.5}
     options.update(gateway)
     return AppSettings(
@@ -113,20 +127,30 @@ def app_settings(folder: Path, fleet: Fleet, **gateway: object) -> AppSettings:
         tenants=TenantSettings(file=write_tenants(folder / "tenants.yaml")),
         admission=AdmissionSettings(),
         policy=PolicySettings(),
-        workers=WorkerSettings(deployment_file=fleet.deployment_file, breaker_cooldown_s=0.5),
+        # a verdict file of the test's own: a stale .switchyard/drift/verdict.json in the cwd must not apply
+        safe_mode=SafeModeSettings(verdict_file=folder / "drift" / "verdict.json"),
+        workers=WorkerSettings(
+            **{"deployment_file": fleet.deployment_file, "breaker_cooldown_s": 0.5, **(workers or {})}
+        ),
     )
 
 
 @contextlib.contextmanager
 def running_gateway(settings: AppSettings) -> Iterator[str]:
     """Serve the gateway app from a thread on a free loopback port; yields its base URL."""
+    with running_gateway_app(settings) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def running_gateway_app(settings: AppSettings) -> Iterator[tuple[str, FastAPI]]:
+    """``running_gateway`` that also yields the app (its ``state.runtime`` once started)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(settings), log_level="warning", lifespan="on", timeout_graceful_shutdown=5
-    )
+    app = create_app(settings)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="gateway")
     thread.start()
@@ -138,7 +162,7 @@ def running_gateway(settings: AppSettings) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError("the gateway did not start in 60 s")
             time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", app
     finally:
         server.should_exit = True
         thread.join(timeout=30)

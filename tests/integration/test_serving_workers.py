@@ -82,6 +82,9 @@ async def open_pool(
     urls: Sequence[str], *, breakers: BreakerStore | None = None, **settings: object
 ) -> AsyncIterator[WorkerPool]:
     deployment = DeploymentMap(deployments=(SkuDeployment(sku=MODEL, region=REGION, endpoints=tuple(urls)),))
+    # no health probe and one replica per call by default: these tests pin down the breaker and
+    # the classification of each attempt (test_worker_probe.py covers probing and replica retry)
+    settings = {"probe_interval_s": 0, "replica_attempts": 1, **settings}
     pool = WorkerPool(deployment, WorkerSettings(**settings), breakers=breakers)
     try:
         yield pool

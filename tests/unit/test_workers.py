@@ -1,4 +1,4 @@
-"""Replica choice and the classification of failed attempts (pure parts of the worker client)."""
+"""The classification of failed attempts (pure parts of the worker client; replica choice: test_replica_choice)."""
 
 from __future__ import annotations
 
@@ -18,27 +18,6 @@ from serving.worker_errors import (
     retry_after_s,
     worker_error,
 )
-from serving.workers import least_in_flight
-
-
-def test_least_in_flight_wins() -> None:
-    assert least_in_flight([3, 1, 2], [True, True, True], 0) == 1
-    assert least_in_flight([3, 1, 2], [True, False, True], 0) == 2  # skips a refused replica
-    assert least_in_flight([0, 0], [False, False], 0) is None
-    assert least_in_flight([], [], 0) is None
-
-
-def test_ties_round_robin_when_the_start_advances() -> None:
-    in_flight, permitted = [0, 0, 0], [True, True, True]
-    chosen, start = [], 0
-    for _ in range(6):
-        index = least_in_flight(in_flight, permitted, start)
-        assert index is not None
-        chosen.append(index)
-        start = index + 1
-    assert chosen == [0, 1, 2, 0, 1, 2]
-    assert least_in_flight([1, 0, 0], permitted, 2) == 2
-    assert least_in_flight([1, 0, 0], permitted, 0) == 1
 
 
 @pytest.mark.parametrize(
