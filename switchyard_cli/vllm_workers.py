@@ -76,8 +76,16 @@ def server_command(env: VllmEnvironment, spec: VllmServerSpec) -> list[str]:
 def server_environment(env: VllmEnvironment, spec: VllmServerSpec) -> dict[str, str]:
     variables = dict(os.environ)
     # the main venv's settings must not leak into vLLM's python; VLLM_CPU_KVCACHE_SPACE (whole
-    # GiB) would override --kv-cache-memory-bytes
-    for name in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "VLLM_CPU_KVCACHE_SPACE"):
+    # GiB) would override --kv-cache-memory-bytes; PROMETHEUS_MULTIPROC_DIR (which importing
+    # Feast sets in the parent) would make every server share one metrics directory, so each
+    # /metrics would report the sum of all servers' counters
+    for name in (
+        "VIRTUAL_ENV",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "VLLM_CPU_KVCACHE_SPACE",
+        "PROMETHEUS_MULTIPROC_DIR",
+    ):
         variables.pop(name, None)
     variables.update(
         VLLM_NO_USAGE_STATS="1",

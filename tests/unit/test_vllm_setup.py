@@ -92,3 +92,10 @@ def test_the_server_command_serves_the_sku_name_with_usage_details(monkeypatch: 
     variables = server_environment(ENV, spec)
     assert variables["VLLM_CPU_OMP_THREADS_BIND"] == "1" and variables["VLLM_NO_USAGE_STATS"] == "1"
     assert "VLLM_CPU_KVCACHE_SPACE" not in variables and "VIRTUAL_ENV" not in variables
+
+
+def test_servers_never_share_the_parents_prometheus_multiprocess_dir(monkeypatch):
+    # importing Feast sets it; shared by two vLLM servers, each /metrics reported both servers' counters
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/tmp/shared-metrics")
+    spec = VllmServerSpec(sku="claude-haiku-4-5", region="us", port=8200, cpu=1, kv_cache_bytes=1 << 24)
+    assert "PROMETHEUS_MULTIPROC_DIR" not in server_environment(ENV, spec)
