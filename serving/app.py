@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import math
 import random
@@ -163,6 +164,12 @@ async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -
         eventlog.add_listener(lambda record: observe(record) if isinstance(record, AttemptRecord) else None)
         runtime.tasks.append(live.start())
     runtime.store_stats = getattr(read_store, "__self__", None)
+    if gw.gc_freeze:
+        # Everything loaded so far (libraries, models, catalogs) lives as long as the process:
+        # out of the collector's sight, a full collection walks only what requests allocate
+        # instead of millions of start-up objects (a pause of tens of ms in the p99).
+        gc.collect()
+        gc.freeze()
     return runtime
 
 

@@ -218,6 +218,9 @@ class GatewaySettings(BaseSettings):
         description="sys.setswitchinterval for the process: how long the event-log thread may keep "
         "the GIL when the event loop wants it (CPython's default, 5 ms, shows up in the p99)",
     )
+    gc_freeze: bool = Field(
+        default=True, description="gc.freeze() after start-up: collections skip the start-up objects"
+    )
 
 
 class FeatureStoreSettings(BaseSettings):
