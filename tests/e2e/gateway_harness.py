@@ -121,6 +121,7 @@ def app_settings(
     folder: Path, fleet: Fleet, *, workers: dict[str, object] | None = None, **gateway: object
 ) -> AppSettings:
     options: dict[str, object] = {"mlruns": None, "log_dir": folder / "logs", "seed": 7, "router_poll_s": 0.5}
+    options["gc_freeze"] = False  # the gateway runs inside pytest here: freezing would pin the tests' heap
     options.update(gateway)
     return AppSettings(
         gateway=GatewaySettings(**options),
