@@ -62,6 +62,7 @@ _JSON = "application/json"
 FEEDBACK_SOURCES = ("user", "judge")
 READY_MAX_UNWRITTEN_AGE_S = 30.0
 _CHECK_LEVELS = {"ok": 0, "warning": 1, "critical": 2}
+_SCRAPED_SIGNALS = ("running", "waiting", "kv_cache_usage", "prefix_cache_hit_rate")
 
 
 @dataclass
@@ -374,6 +375,15 @@ def refresh_gauges(runtime: Runtime) -> None:
     m.safe_mode_read_errors.set(safe.stats.read_errors)
     for check, status in safe.state.checks.items():
         m.drift_check_status.labels(check).set(_CHECK_LEVELS.get(status, 0))
+    for endpoint in runtime.pool.snapshot():
+        labels = (endpoint.sku, endpoint.region, endpoint.url, endpoint.kind)
+        m.worker_healthy.labels(*labels).set(-1 if endpoint.healthy is None else int(endpoint.healthy))
+        m.worker_in_flight.labels(*labels).set(endpoint.in_flight)
+        m.worker_circuit_open.labels(*labels).set(int(endpoint.breaker_state == "open"))
+        for signal in _SCRAPED_SIGNALS:
+            value = getattr(endpoint, signal)
+            if value is not None:
+                m.worker_scraped.labels(*labels, signal).set(value)
     for name, value in asdict(runtime.eventlog.stats()).items():
         m.eventlog.labels(name).set(value)
     if runtime.store_stats is not None:

@@ -129,6 +129,31 @@ class GatewayMetrics:
         self.safe_mode_read_errors = Gauge(
             "switchyard_safe_mode_read_errors", "Failed reads of the drift verdict file", registry=r
         )
+        endpoint = ["sku", "region", "endpoint", "kind"]
+        self.worker_healthy = Gauge(
+            "switchyard_worker_healthy",
+            "1 healthy, 0 failing its /health checks, -1 not checked",
+            endpoint,
+            registry=r,
+        )
+        self.worker_in_flight = Gauge(
+            "switchyard_worker_in_flight",
+            "Requests this gateway has open at the endpoint",
+            endpoint,
+            registry=r,
+        )
+        self.worker_circuit_open = Gauge(
+            "switchyard_worker_circuit_open",
+            "1 while the endpoint's circuit breaker is open",
+            endpoint,
+            registry=r,
+        )
+        self.worker_scraped = Gauge(
+            "switchyard_worker_scraped",
+            "The endpoint's own metrics, as last scraped (running, waiting, kv_cache_usage, prefix_cache_hit_rate)",
+            [*endpoint, "signal"],
+            registry=r,
+        )
         self.eventlog = Gauge("switchyard_eventlog", "Event log counters", ["counter"], registry=r)
         self.store_features = Gauge(
             "switchyard_store_features", "Store-feature reader counters", ["counter"], registry=r

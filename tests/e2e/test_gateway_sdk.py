@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import anthropic
 import httpx
 import pytest
-from gateway_harness import EU_KEY, US_KEY, app_settings, running_fleet, running_gateway
+from gateway_harness import DEPLOYMENTS, EU_KEY, US_KEY, app_settings, running_fleet, running_gateway
 
 PROMPT = [{"role": "user", "content": "Write a haiku about routers. [[sim out=24]]"}]
 
@@ -168,3 +169,21 @@ def test_models_health_and_metrics(stack: tuple[str, Path]) -> None:
         assert (
             "switchyard_requests_total" in metrics and "switchyard_router_decision_seconds_bucket" in metrics
         )
+        # every worker endpoint: health from its /health, load from its own /metrics (scraped)
+        healthy = series(metrics, "switchyard_worker_healthy")
+        assert {(labels["sku"], labels["region"]) for labels, _ in healthy} == {
+            (s, r) for s, r, _ in DEPLOYMENTS
+        }
+        assert all(value == 1.0 for _, value in healthy)
+        scraped = series(metrics, "switchyard_worker_scraped")
+        assert {"running", "waiting", "kv_cache_usage"} <= {labels["signal"] for labels, _ in scraped}
+
+
+def series(metrics: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """The samples of one metric in a Prometheus text exposition: (labels, value)."""
+    samples = []
+    for line in metrics.splitlines():
+        if line.startswith(name + "{"):
+            labels, _, value = line[len(name) + 1 :].rpartition("} ")
+            samples.append((dict(re.findall(r'(\w+)="([^"]*)"', labels)), float(value)))
+    return samples
