@@ -131,7 +131,7 @@ async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -
     closers: list = []
     live = None
     if gw.feature_store:
-        read_store, live, closers = await _feature_store(settings.feast, catalog, tenants, metrics)
+        read_store, live, closers = await _feature_store(settings.feast, catalog, tenants, metrics, pool)
     gateway = Gateway(
         catalog=catalog,
         tenants=tenants,
@@ -174,7 +174,9 @@ async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -
     return runtime
 
 
-async def _feature_store(feast: FeatureStoreSettings, catalog: Catalog, tenants, metrics: GatewayMetrics):
+async def _feature_store(
+    feast: FeatureStoreSettings, catalog: Catalog, tenants, metrics: GatewayMetrics, pool: WorkerPool
+):
     """The Feast reader (warmed for every tenant and SKU) and the live-stats pusher."""
     from serving.live_push import LivePusher
     from serving.store_features import StoreFeatureReader, open_feature_store
@@ -187,7 +189,13 @@ async def _feature_store(feast: FeatureStoreSettings, catalog: Catalog, tenants,
         return store, reader
 
     store, reader = await asyncio.to_thread(build)
-    pusher = LivePusher(store, reader=reader, period_s=feast.push_period_s, max_rows=feast.live_max_rows)
+    pusher = LivePusher(
+        store,
+        reader=reader,
+        period_s=feast.push_period_s,
+        max_rows=feast.live_max_rows,
+        queue_depths=pool.scraped_queue_depths,
+    )
     return reader.read, pusher, [pusher.stop]
 
 

@@ -28,6 +28,14 @@ time; what this process cannot see makes the difference:
 - a ``feast materialize`` of ``sku_live_stats`` writes the offline table's latest row over the
   pushed one until the next push.
 
+**Queue depth from the workers.** ``sku_queue_depth`` offline is the number of attempts in
+flight at the SKU (from the log of every gateway). Online, this process sees only its own
+attempts, and only once they finish. When ``queue_depths`` is given (the worker pool's
+scrape of every replica's ``vllm:num_requests_running`` + ``vllm:num_requests_waiting``:
+the requests the SKU's replicas hold, from every gateway), the pushed rows carry that value
+instead; a (region, SKU) whose healthy replicas were not all scraped recently keeps the
+value from its own attempts.
+
 Cost: ``observe`` appends a tuple (~2 µs); each cycle recomputes the function over the
 buffered ~15 minutes of attempts, in a worker thread (polars releases the GIL), so its CPU
 time grows with the attempt rate (bench/store_features_latency.py measures it).
@@ -42,7 +50,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -195,8 +203,10 @@ class LivePusher:
         period_s: float = 5.0,
         max_rows: int = 1_000_000,
         clock: Clock = time.time,
+        queue_depths: Callable[[], Mapping[tuple[str, str], float]] | None = None,
     ) -> None:
         self._store = store
+        self._queue_depths = queue_depths  # (region, sku) -> running + waiting at its replicas
         self._reader = reader
         self.period_s = period_s
         self._clock = clock
@@ -212,13 +222,14 @@ class LivePusher:
 
     def push_now(self) -> int:
         """Compute and push the current rows in this thread; returns the rows pushed (0 on failure)."""
-        rows, pushed = self._cycle(self._clock())
+        rows, pushed = self._cycle(self._clock(), self._scraped())
         self._remember(rows)
         return pushed
 
     async def push(self) -> int:
         """:meth:`push_now` with the computation and the Feast call in a worker thread."""
-        rows, pushed = await asyncio.to_thread(self._cycle, self._clock())
+        # the scrape is read here, on the event loop that updates it; the rest runs in a thread
+        rows, pushed = await asyncio.to_thread(self._cycle, self._clock(), self._scraped())
         self._remember(rows)
         return pushed
 
@@ -253,11 +264,22 @@ class LivePusher:
             last_cycle_s=self._last_cycle_s,
         )
 
-    def _cycle(self, now: float) -> tuple[pl.DataFrame | None, int]:
+    def _scraped(self) -> Mapping[tuple[str, str], float]:
+        if self._queue_depths is None:
+            return {}
+        try:
+            return self._queue_depths()
+        except Exception:  # a scrape problem never stops the push
+            log.exception("reading the scraped queue depths failed")
+            return {}
+
+    def _cycle(
+        self, now: float, queue_depths: Mapping[tuple[str, str], float] | None = None
+    ) -> tuple[pl.DataFrame | None, int]:
         with self._cycle_lock:
             started = time.perf_counter()
             try:
-                rows = self.attempts.rows_at(now)
+                rows = with_queue_depths(self.attempts.rows_at(now), queue_depths or {})
             except Exception:
                 self._counts["compute_errors"] += 1
                 log.exception("live stats computation failed; nothing pushed")
@@ -284,3 +306,20 @@ class LivePusher:
         for row in rows.iter_rows(named=True):
             values = [math.nan if row[name] is None else row[name] for name in LIVE_STAT_NAMES]
             self._reader.remember_sku_live(row["region"], row["sku"], row["ts"], values)
+
+
+def with_queue_depths(rows: pl.DataFrame, queue_depths: Mapping[tuple[str, str], float]) -> pl.DataFrame:
+    """``rows`` with ``sku_queue_depth`` replaced where ``queue_depths`` has its (region, sku)."""
+    if not queue_depths or not rows.height:
+        return rows
+    scraped = pl.DataFrame(
+        [(region, sku, float(depth)) for (region, sku), depth in queue_depths.items()],
+        schema={"region": rows.schema["region"], "sku": rows.schema["sku"], "_scraped": pl.Float64},
+        orient="row",
+    )
+    depth = pl.coalesce(pl.col("_scraped"), pl.col("sku_queue_depth")).cast(rows.schema["sku_queue_depth"])
+    return (
+        rows.join(scraped, on=["region", "sku"], how="left")
+        .with_columns(depth.alias("sku_queue_depth"))
+        .select(rows.columns)
+    )

@@ -245,6 +245,16 @@ class WorkerPool:
             else None,
         )
 
+    def scraped_queue_depths(self) -> dict[tuple[str, str], float]:
+        """Requests held by each (region, SKU)'s replicas (running + waiting, from their /metrics),
+        where every healthy replica has a recent scrape; the live stats' ``sku_queue_depth``."""
+        depths = {}
+        for sku, region in self._endpoints:
+            load = self.sku_load(sku, region)
+            if load.scraped_replicas and load.scraped_replicas >= load.healthy_replicas:
+                depths[(region, sku)] = load.running + load.waiting
+        return depths
+
     async def complete(
         self,
         sku: str,

@@ -101,15 +101,18 @@ async def test_the_scraper_sees_requests_running_while_they_are_in_flight(replic
                 return sum([len(chunk) async for chunk in stream.iter_raw()])
 
         streams = [asyncio.create_task(one_stream()) for _ in range(4)]
-        seen = 0.0
+        seen = depth = 0.0
         deadline = within(10)
         while not all(task.done() for task in streams) and time.monotonic() < deadline:
             seen = max(seen, pool.sku_load(MODEL, REGION).running)
+            depth = max(depth, pool.scraped_queue_depths().get((REGION, MODEL), 0.0))
             await asyncio.sleep(0.02)
         assert all(await asyncio.gather(*streams))
         assert seen >= 1  # the worker's own vllm:num_requests_running, as scraped
+        assert depth >= seen  # the live stats' sku_queue_depth: running + waiting over the replicas
         await pool.probe.probe_all()
         assert pool.sku_load(MODEL, REGION).running == 0  # and back to idle once they ended
+        assert pool.scraped_queue_depths() == {(REGION, MODEL): 0.0}
 
 
 async def test_a_refused_replica_is_retried_on_another_and_the_failure_travels_with_the_answer(

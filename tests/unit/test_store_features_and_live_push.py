@@ -11,7 +11,7 @@ import pytest
 
 from features.live_stats import LIVE_STAT_NAMES, sku_live_stats
 from features.schema import STORE_FEATURE_NAMES
-from serving.live_push import ATTEMPT_SCHEMA, RecentAttempts, window_end
+from serving.live_push import ATTEMPT_SCHEMA, RecentAttempts, window_end, with_queue_depths
 from serving.settings import FeatureStoreSettings
 from serving.store_features import STORE_GROUPS, StoreCachePolicy
 
@@ -107,6 +107,22 @@ def test_rows_carry_the_window_end_and_never_a_later_row():
     assert rows.columns == ["region", "sku", "ts", *LIVE_STAT_NAMES]
     assert rows["ts"].to_list() == [T0 + timedelta(minutes=1)]
     assert rows["sku_ttft_p95_15m_ms"].to_list() == [100.0]  # the 01:10 attempt belongs to the 02:00 row
+
+
+def test_scraped_queue_depths_replace_the_own_in_flight_count_where_known():
+    recent = RecentAttempts()
+    for region, sku in (("eu", "a"), ("us", "a"), ("us", "b")):
+        recent.observe(Attempt(T0 + timedelta(seconds=30), region, sku, "ok", 100.0, 10.0, 1_000.0))
+    rows = recent.rows_at((T0 + timedelta(seconds=75)).timestamp())
+    replaced = with_queue_depths(rows, {("us", "a"): 7.0, ("eu", "zzz"): 3.0})
+    assert replaced.schema == rows.schema and replaced.height == rows.height
+    depth = {(r["region"], r["sku"]): r["sku_queue_depth"] for r in replaced.iter_rows(named=True)}
+    own = {(r["region"], r["sku"]): r["sku_queue_depth"] for r in rows.iter_rows(named=True)}
+    assert depth[("us", "a")] == 7.0
+    assert depth[("eu", "a")] == own[("eu", "a")] and depth[("us", "b")] == own[("us", "b")]
+    other = replaced.drop("sku_queue_depth").equals(rows.drop("sku_queue_depth"))
+    assert other  # nothing else changed
+    assert with_queue_depths(rows, {}).equals(rows)
 
 
 def test_the_buffer_is_bounded_and_counts_what_it_drops():
