@@ -40,9 +40,16 @@ EXACT = Tolerance(atol=1e-6)
 FLOAT32 = Tolerance(atol=1e-4, rtol=1e-5)  # the decision record stores float32 vectors
 
 
+# Instantaneous gauges: served is read at the last push (every few seconds), offline is the
+# value at the minute boundary; a real bug (a unit, a wrong source) is far outside this.
+GAUGE_TOLERANCE: Mapping[str, Tolerance] = {"sku_queue_depth": Tolerance(atol=2.0, rtol=0.5)}
+
+
 def default_tolerance(spec: FeatureSpec) -> Tolerance:
     if spec.kind != "numeric":
         return EXACT
+    if spec.name in GAUGE_TOLERANCE:
+        return GAUGE_TOLERANCE[spec.name]
     if spec.group in {"tenant", "sku_live", "tenant_sku"}:
         return Tolerance(atol=1e-3, rtol=0.02)  # float32 plus online/offline window edges
     return FLOAT32
