@@ -1,7 +1,7 @@
 """The gateway's added latency and throughput on this machine, and its router decision time.
 
     .venv/bin/python bench/gateway_overhead.py [--router-model router.onnx] [--requests 1500]
-        [--seconds 5] [--connections 32] [--load-fractions 0.5,0.8] [--gateway-core 1]
+        [--seconds 5] [--connections 32] [--load-fractions 0.5,0.8] [--knee] [--gateway-core 1]
         [--no-pin] [--no-baselines] [--profile]
 
 Method. One simulated worker serving every SKU deployed in ``us`` runs at ``time_scale=0``
@@ -24,6 +24,8 @@ gateway CPU-second (psutil, all its threads). Then open-loop Poisson arrivals at
 ``--load-fractions`` (50% and 80%) of that rate, direct and through the gateway, latency from
 the scheduled arrival. A closed loop of 32 connections batches socket reads, so its rate is
 above what the gateway sustains one request at a time: 80% of it can be past the open-loop knee.
+``--knee`` steps the open-loop rate up by 10% of the closed-loop saturation until the added
+p99 exceeds the 10 ms target and prints the last rate that kept it.
 (c) router decision time: ``decision_ms`` of every logged decision record (read after the
 gateway shut down and flushed its event log), and the ``switchyard_router_decision_seconds``
 histogram of ``/metrics``.
@@ -326,7 +328,35 @@ def measure_payloads(stack: Stack, name: str, payloads: list[dict], args) -> Non
             print(line("gateway auto", through))
             target = TARGETS_MS["added p99 at 80% saturation"] if fraction == 0.8 else None
             print(added(f"{fraction:.0%} saturation:", through, direct, target))
+        if args.knee:
+            open_loop_knee(runner, stack, gateway_raw, direct_raw, saturation, args)
     print()
+
+
+def open_loop_knee(
+    runner: asyncio.Runner, stack: Stack, gateway_raw, direct_raw, saturation: float, args
+) -> None:
+    """The highest open-loop rate (steps of 10% of the closed-loop saturation) at which the
+    gateway's added p99 stays within the 80%-load target: the capacity that keeps the promise."""
+    limit = TARGETS_MS["added p99 at 80% saturation"]
+    kept = 0.0
+    print(f"  open-loop knee (added p99 ≤ {limit:g} ms), {args.seconds:g} s per step:")
+    for step in range(1, 10):
+        rate = step / 10 * saturation
+        direct = runner.run(open_loop(stack.worker_port, direct_raw, rate, args.seconds, seed=step))
+        through = runner.run(open_loop(stack.gateway_port, gateway_raw, rate, args.seconds, seed=step))
+        added_p99 = float(np.percentile(through, 99) - np.percentile(direct, 99))
+        print(
+            f"    {rate:6.0f} req/s ({step * 10}%): added p50 "
+            f"{float(np.percentile(through, 50) - np.percentile(direct, 50)):+7.2f} ms, p99 {added_p99:+8.2f} ms"
+        )
+        if added_p99 > limit:
+            break
+        kept = rate
+    print(
+        f"  → {kept:.0f} req/s per gateway core keep the added p99 ≤ {limit:g} ms"
+        + ("" if kept else " (not even the first step)")
+    )
 
 
 def report_decisions(folder: Path, metrics: str) -> None:
@@ -415,6 +445,9 @@ def main() -> None:
         type=lambda text: [float(x) for x in text.split(",")],
         default=[0.5, 0.8],
         help="open-loop rates as fractions of the closed-loop saturation",
+    )
+    parser.add_argument(
+        "--knee", action="store_true", help="also find the open-loop rate that keeps the added p99 on target"
     )
     parser.add_argument(
         "--gateway-core",
