@@ -273,22 +273,13 @@ class WorkerPool:
         ``attempt_timeout_s`` overrides ``response_timeout_s``. Raises ``WorkerAttemptError``.
         """
         limit = attempt_timeout_s or self.settings.response_timeout_s
-        key = affinity_key(prefix_keys)
-        failed: list[WorkerAttemptError] = []
-        while True:
-            attempt = self._start(sku, region, deadline, limit, key, failed)
-            try:
-                reply = await complete_attempt(self._client(), attempt, body, request_id)
-            except WorkerAttemptError as error:
-                self._release(attempt.endpoint, error.failure.verdict)
-                if self._try_another_replica(attempt.endpoint, error, failed):
-                    continue
-                raise
-            except BaseException:
-                self._release(attempt.endpoint, Verdict.NEUTRAL)
-                raise
-            self._release(attempt.endpoint, Verdict.SUCCESS)
-            return reply if not failed else replace(reply, earlier_failures=tuple(failed))
+
+        async def call(attempt: Attempt) -> WorkerReply:
+            return await complete_attempt(self._client(), attempt, body, request_id)
+
+        attempt, reply, failed = await self._on_a_replica(sku, region, deadline, limit, prefix_keys, call)
+        self._release(attempt.endpoint, Verdict.SUCCESS)
+        return reply if not failed else replace(reply, earlier_failures=failed)
 
     async def open_stream(
         self,
@@ -308,14 +299,28 @@ class WorkerPool:
         endpoint until closed: use ``async with`` or ``aclose()``.
         """
         limit = attempt_timeout_s or self.settings.first_event_timeout_s
+
+        async def call(attempt: Attempt) -> WorkerStream:
+            idle_s = self.settings.idle_timeout_s
+            return await open_attempt(self._client(), attempt, body, request_id, idle_s, self._release)
+
+        attempt, stream, failed = await self._on_a_replica(sku, region, deadline, limit, prefix_keys, call)
+        # the stream holds its endpoint until it is closed; only the breaker hears of the success now
+        self.breakers.record(attempt.endpoint.key, Verdict.SUCCESS)
+        stream.earlier_failures = failed
+        return stream
+
+    async def _on_a_replica(self, sku, region, deadline, limit, prefix_keys, call):
+        """``call`` on a replica chosen by prefix affinity, on another replica of the SKU after a
+        failure that allows it: ``(attempt, answer, earlier failures)``; raises the last failure.
+        A failed attempt releases its endpoint with the failure's verdict; the caller releases
+        (or hands on) the endpoint of the answer."""
         key = affinity_key(prefix_keys)
         failed: list[WorkerAttemptError] = []
         while True:
             attempt = self._start(sku, region, deadline, limit, key, failed)
             try:
-                stream = await open_attempt(
-                    self._client(), attempt, body, request_id, self.settings.idle_timeout_s, self._release
-                )
+                answer = await call(attempt)
             except WorkerAttemptError as error:
                 self._release(attempt.endpoint, error.failure.verdict)
                 if self._try_another_replica(attempt.endpoint, error, failed):
@@ -324,9 +329,7 @@ class WorkerPool:
             except BaseException:
                 self._release(attempt.endpoint, Verdict.NEUTRAL)
                 raise
-            self.breakers.record(attempt.endpoint.key, Verdict.SUCCESS)
-            stream.earlier_failures = tuple(failed)
-            return stream
+            return attempt, answer, tuple(failed)
 
     def _try_another_replica(
         self, endpoint: PoolEndpoint, error: WorkerAttemptError, failed: list[WorkerAttemptError]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +10,7 @@ import typer
 
 from features.catalog import CatalogError, load_catalog
 from features.deployment import DeploymentError, load_deployment, write_deployment
+from switchyard_cli.fleet_lifetime import run_fleet
 from switchyard_cli.vllm_env import VllmSetupError, ensure_environment
 from switchyard_cli.vllm_workers import DEFAULT_MAX_MODEL_LEN, VllmFleet, plan_servers
 
@@ -82,14 +81,9 @@ def up(
         host=host,
         max_model_len=max_model_len,
     )
-    stop_requested = threading.Event()
-    previous = {
-        sig: signal.signal(sig, lambda *_: stop_requested.set()) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
     fleet = VllmFleet(env, specs, log_dir)
-    written: Path | None = None
-    try:
-        fleet.start()
+
+    def ready() -> Path:
         typer.echo(f"starting {len(specs)} vLLM server(s) ({env.device}); logs in {log_dir}")
         seconds = fleet.wait_healthy()
         deployment = fleet.deployment_map()
@@ -99,18 +93,9 @@ def up(
         for server in fleet.servers:
             typer.echo(f"{server.spec.sku:24} {server.spec.region:5} {server.url:28} pid {server.pid}")
         typer.echo(f"\nhealthy after {seconds:.0f} s; deployment map: {written}. Ctrl-C to stop.")
-        while not stop_requested.wait(0.5):
-            if fleet.dead():
-                dead = ", ".join(server.url for server in fleet.dead())
-                typer.echo(f"error: vLLM server(s) {dead} exited; stopping", err=True)
-                raise typer.Exit(1)
-    except RuntimeError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        fleet.stop()
-        if written is not None:
-            written.unlink(missing_ok=True)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        typer.echo("vLLM workers stopped")
+        return written
+
+    def dead() -> str:
+        return "vLLM server(s) " + ", ".join(server.url for server in fleet.dead())
+
+    run_fleet(fleet, ready, name="vLLM workers", dead=dead)

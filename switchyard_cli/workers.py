@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +10,7 @@ import typer
 from features.catalog import CatalogError, load_catalog
 from features.deployment import DEFAULT_DEPLOYMENT_PATH, write_deployment
 from simulator.fleet import FleetPlan, RunningFleet, plan_fleet
+from switchyard_cli.fleet_lifetime import run_fleet
 from switchyard_cli.vllm_commands import vllm_app
 
 workers_app = typer.Typer(
@@ -64,14 +63,9 @@ def up(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
 
-    stop_requested = threading.Event()
-    previous = {
-        sig: signal.signal(sig, lambda *_: stop_requested.set()) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
     fleet = RunningFleet(plan)
-    written: Path | None = None
-    try:
-        fleet.start()
+
+    def ready() -> Path:
         fleet.wait_healthy()
         written = write_deployment(plan.deployment_map(), deployment_file)
         typer.echo(_table(plan, [process.pid for process in fleet.processes]))
@@ -79,17 +73,6 @@ def up(
             f"\n{len(plan.endpoints)} endpoints in {plan.processes} processes, time_scale={time_scale}; "
             f"deployment map: {written}. Ctrl-C to stop."
         )
-        while not stop_requested.wait(0.5):
-            if fleet.dead():
-                typer.echo(f"error: worker process(es) {fleet.dead()} exited; stopping the fleet", err=True)
-                raise typer.Exit(1)
-    except RuntimeError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        fleet.stop()
-        if written is not None:
-            written.unlink(missing_ok=True)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        typer.echo("workers stopped")
+        return written
+
+    run_fleet(fleet, ready, name="workers", dead=lambda: f"worker process(es) {fleet.dead()}")
