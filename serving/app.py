@@ -39,10 +39,11 @@ from router_model.registry import RouterRegistry, tracking_uri_for
 from serving.admission import InProcessAdmission
 from serving.errors import ApiError, authentication_failed, error_body, invalid_request, not_found
 from serving.eventlog import EventLog
-from serving.gateway import Gateway, GatewayLimits, api_key_from, new_request_id
+from serving.gateway import Gateway, GatewayLimits
 from serving.messages_endpoint import MessagesEndpoint
 from serving.metrics import GatewayMetrics
 from serving.prompt_cache import PromptCacheEstimate
+from serving.request_parts import api_key_from, new_request_id
 from serving.router_runtime import BudgetPacer, ChampionHolder, StaticPriorScorer
 from serving.safe_mode import SafeModeMonitor, SafeModeSettings
 from serving.settings import (

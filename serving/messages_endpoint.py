@@ -21,7 +21,8 @@ from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
 
 from serving.errors import ApiError, error_body
-from serving.gateway import JsonReply, StreamReply, new_request_id
+from serving.gateway import JsonReply, StreamReply
+from serving.request_parts import new_request_id
 
 log = logging.getLogger("switchyard.app")
 

@@ -3,8 +3,8 @@
 import asyncio
 import json
 
-from serving.gateway import conversation_key, encode_json, new_request_id
 from serving.messages_endpoint import read_body, request_headers
+from serving.request_parts import conversation_key, encode_json, new_request_id
 
 
 def test_request_ids_are_unique_and_anthropic_shaped():
