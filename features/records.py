@@ -11,12 +11,16 @@ No prompt text: requests are described by their feature vectors, hashes and meta
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
+import operator
 import types
 import typing
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
+import numpy as np
 import pyarrow as pa
 
 RECORD_SCHEMA_VERSION = 1
@@ -178,20 +182,44 @@ def _fields(record_type: type) -> list[pa.Field]:
     return fields
 
 
+@functools.cache
 def arrow_schema(record_type: type) -> pa.Schema:
     """The Arrow/Parquet schema of a record type, derived from its dataclass fields."""
     return pa.schema(_fields(record_type), metadata={"record_version": str(RECORD_SCHEMA_VERSION)})
 
 
 def records_to_table(records: typing.Sequence[object], record_type: type) -> pa.Table:
-    """Column-wise conversion of records of one type to an Arrow table."""
+    """Column-wise conversion of records of one type to an Arrow table.
+
+    Each column is one ``pa.array`` call over plain Python values; a list column (a decision's
+    candidates, feature vectors) is flattened into one child array plus offsets, a list of
+    dataclasses into one child array per field. On a 2-core EPYC VM: ~35 ms per 1,000
+    11-candidate decisions, against ~55 ms row-wise (a dict per candidate, then
+    ``Table.from_pydict``: one C call holding the GIL throughout, on the event log's thread,
+    while the gateway's event loop waited for it); between columns the GIL can change hands.
+    """
     schema = arrow_schema(record_type)
-    columns = {}
-    for name in schema.names:
-        values = [getattr(record, name) for record in records]
-        if values and isinstance(values[0], list) and values[0] and dataclasses.is_dataclass(values[0][0]):
-            # one level deep, no deep copy: dataclasses.asdict cost ~680 µs per 12-candidate decision
-            names = [item.name for item in dataclasses.fields(values[0][0])]
-            values = [[{n: getattr(item, n) for n in names} for item in value] for value in values]
-        columns[name] = values
-    return pa.Table.from_pydict(columns, schema=schema)
+    return pa.Table.from_arrays(_columns(list(records), list(schema)), schema=schema)
+
+
+def _columns(items: list[object], fields: list[pa.Field]) -> list[pa.Array]:
+    """One array per field over ``items`` (dataclass instances)."""
+    return [_column(list(map(operator.attrgetter(field.name), items)), field.type) for field in fields]
+
+
+def _column(values: list[object], data_type: pa.DataType) -> pa.Array:
+    """One Arrow array of ``data_type`` from Python values (dataclass items for a list of structs)."""
+    if not pa.types.is_list(data_type):
+        return pa.array(values, type=data_type)
+    # a None or a non-sequence raises here: that record does not fit its non-nullable list field
+    lengths = np.fromiter(map(len, values), dtype=np.int32, count=len(values))  # type: ignore[arg-type]
+    offsets = np.zeros(len(values) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = list(itertools.chain.from_iterable(values))  # type: ignore[arg-type]
+    item_type = data_type.value_type
+    if pa.types.is_struct(item_type):
+        fields = [item_type.field(index) for index in range(item_type.num_fields)]
+        children = pa.StructArray.from_arrays(_columns(flat, fields), fields=fields)
+    else:
+        children = _column(flat, item_type)
+    return pa.ListArray.from_arrays(pa.array(offsets), children, type=data_type)

@@ -37,6 +37,7 @@ from features.task_classifier import predict_task_type
 from router_model.policy import PolicyParams
 from router_model.registry import RouterRegistry, tracking_uri_for
 from serving.admission import InProcessAdmission
+from serving.background_threads import background_executor
 from serving.errors import ApiError, authentication_failed, error_body, invalid_request, not_found
 from serving.eventlog import EventLog
 from serving.gateway import Gateway, GatewayLimits
@@ -106,6 +107,8 @@ async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -
     catalog = catalog or load_catalog()
     gw = settings.gateway
     sys.setswitchinterval(gw.gil_switch_interval_s)  # process-wide; see GatewaySettings
+    # every asyncio.to_thread from here on runs below the event loop's priority
+    asyncio.get_running_loop().set_default_executor(background_executor(gw.background_thread_nice))
     tenants = settings.tenants.directory(catalog)
     await asyncio.to_thread(predict_task_type, "warm up")  # load the classifier now, not on request 1
     pool = WorkerPool.from_settings(settings.workers)

@@ -218,6 +218,13 @@ class GatewaySettings(BaseSettings):
         description="sys.setswitchinterval for the process: how long the event-log thread may keep "
         "the GIL when the event loop wants it (CPython's default, 5 ms, shows up in the p99)",
     )
+    background_thread_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="nice increment of the threads asyncio.to_thread uses (event log, polls, Feast): "
+        "the event loop takes the core from them at once (serving.background_threads)",
+    )
     gc_freeze: bool = Field(
         default=True, description="gc.freeze() after start-up: collections skip the start-up objects"
     )

@@ -2,6 +2,7 @@ import dataclasses
 import math
 from datetime import UTC, datetime, timedelta
 
+import polars as pl
 import pyarrow as pa
 
 from features.record_store import scan_records, write_records
@@ -102,3 +103,75 @@ def test_scanning_a_table_with_no_parts_yields_an_empty_frame_with_the_schema(tm
     frame = scan_records(tmp_path, OutcomeRecord).collect()
     assert frame.height == 0
     assert set(arrow_schema(OutcomeRecord).names) <= set(frame.columns)
+
+
+def _row_wise(records: list, record_type: type) -> pa.Table:
+    """An independent reference: one dict per record (nested dataclasses as dicts), from_pylist."""
+
+    def plain(value):
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, list):
+            return [plain(item) for item in value]
+        return value
+
+    return pa.Table.from_pylist([plain(r) for r in records], schema=arrow_schema(record_type))
+
+
+def _same(left: pa.Table, right: pa.Table) -> bool:
+    """Equal schemas and values, NaN equal to NaN (``pa.Table.equals`` says NaN != NaN)."""
+    return left.schema == right.schema and pl.from_arrow(left).equals(pl.from_arrow(right))
+
+
+def test_columnar_conversion_equals_a_row_wise_one_for_uneven_nested_lists_and_nulls():
+    records = [decision(f"r{i}", T0 + timedelta(seconds=i), "us") for i in range(5)]
+    records[1] = dataclasses.replace(records[1], candidates=[], fallback_skus=[], attempts=[])
+    three = [*records[2].candidates, CandidateScore("claude-opus-4-5", [], 0.9, 900.0, 10.0, 0.02, 0.1, 0.0)]
+    records[2] = dataclasses.replace(records[2], candidates=three, store_features=[0.5, math.inf, -1.0])
+    records[3] = dataclasses.replace(
+        records[3],
+        attempts=[AttemptSummary("a", "w1", "error", "overloaded"), AttemptSummary("b", "w2", "ok", None)],
+    )
+    table = records_to_table(records, DecisionRecord)
+    assert table.schema == arrow_schema(DecisionRecord)
+    assert _same(table, _row_wise(records, DecisionRecord))
+    assert table.column("candidates").to_pylist()[2][2]["sku"] == "claude-opus-4-5"
+    assert [len(c) for c in table.column("candidates").to_pylist()] == [2, 0, 3, 2, 2]
+    outcomes = [
+        OutcomeRecord(
+            "o1", T0, "eu", "t", None, None, "error", "overloaded", 529, None, 5.0, 0, 0, 0, 0.0, 0.0, None, 3
+        ),
+        OutcomeRecord(
+            "o2",
+            T0,
+            "eu",
+            "t",
+            "s",
+            "w",
+            "ok",
+            None,
+            200,
+            80.0,
+            90.0,
+            10,
+            2,
+            5,
+            0.1,
+            0.2,
+            "end_turn",
+            1,
+            0.7,
+            "judge",
+        ),
+    ]
+    assert _same(records_to_table(outcomes, OutcomeRecord), _row_wise(outcomes, OutcomeRecord))
+    assert records_to_table([], OutcomeRecord).equals(arrow_schema(OutcomeRecord).empty_table())
+
+
+def test_a_record_with_a_missing_list_does_not_convert():
+    broken = dataclasses.replace(decision("r1", T0, "us"), candidates=None)
+    try:
+        records_to_table([broken], DecisionRecord)
+    except (TypeError, pa.ArrowException):
+        return
+    raise AssertionError("a decision without its candidate list converted")
