@@ -42,7 +42,7 @@ from machine import describe_machine
 from features.records import (
     AttemptRecord,
     AttemptSummary,
-    CandidateScore,
+    CandidateScores,
     DecisionRecord,
     FeedbackRecord,
     OutcomeRecord,
@@ -64,19 +64,17 @@ def request_records(index: int, rng: np.random.Generator) -> list[object]:
     ts = T0 + timedelta(milliseconds=index)
     region = ("us", "eu", "apac")[index % 3]
     probabilities = rng.dirichlet(np.ones(len(SKUS)))
-    candidates = [
-        CandidateScore(
-            sku,
-            rng.random(len(CANDIDATE_FEATURE_NAMES)).tolist(),
-            float(rng.random()),
-            float(rng.uniform(200, 900)),
-            float(rng.uniform(50, 800)),
-            float(rng.uniform(1e-4, 1e-2)),
-            float(rng.random()),
-            float(p),
-        )
-        for sku, p in zip(SKUS, probabilities, strict=True)
-    ]
+    n = len(SKUS)
+    candidates = CandidateScores(  # as the gateway's router builds them: arrays
+        sku=tuple(SKUS),
+        features=rng.random((n, len(CANDIDATE_FEATURE_NAMES))).astype(np.float32),
+        p_quality=rng.random(n),
+        ttft_ms=rng.uniform(200, 900, n),
+        output_tokens=rng.uniform(50, 800, n),
+        cost_usd=rng.uniform(1e-4, 1e-2, n),
+        utility=rng.random(n),
+        probability=probabilities,
+    )
     fallback = rng.random() < 0.1
     chosen = SKUS[int(np.argmax(probabilities))]
     attempts = [

@@ -25,10 +25,10 @@ import numpy as np
 
 from features.catalog import Catalog, Sku
 from features.eligibility import eligibility_report, eligible_skus
-from features.records import CandidateScore
+from features.records import CandidateScores
 from features.request import RequestFacts, candidate_features, expected_cache_hit
 from features.vector import N_CANDIDATE, N_REQUEST, assemble_rows
-from router_model.candidates import POLICY_HEADS, candidate_predictions, expected_costs
+from router_model.candidates import POLICY_HEADS, POLICY_TTFT_HEAD, candidate_predictions, expected_costs
 from router_model.policy import PolicyParams, RoutingDecision, choose_sku
 from serving.errors import overloaded, permission_denied
 from serving.policy_checks import AUTO_MODEL, no_candidate_error
@@ -48,15 +48,15 @@ class Placement:
 @dataclass(frozen=True, slots=True)
 class Route:
     decision: RoutingDecision
-    candidates: list[CandidateScore]
+    candidates: CandidateScores
     plan: tuple[Placement, ...]  # chosen first, then the fallbacks
     store_features: np.ndarray  # [n_candidates, n_store], as served (NaN = unavailable)
     router_version: str
 
     def chosen_store_features(self) -> list[float]:
         """The chosen SKU's store features (what DecisionRecord.store_features holds)."""
-        names = [c.sku for c in self.candidates]
-        return self.store_features[names.index(self.decision.chosen_sku)].astype(float).tolist()
+        chosen = self.candidates.sku.index(self.decision.chosen_sku)
+        return self.store_features[chosen].astype(float).tolist()
 
 
 def placements(
@@ -155,17 +155,14 @@ def decide(
     decision = choose_sku(predictions, params, uniform)
     by_name = {p.sku.name: p for p in candidates}
     plan = (by_name[decision.chosen_sku], *(by_name[name] for name in decision.fallback_skus))
-    scores = [
-        CandidateScore(
-            sku=prediction.sku,
-            features=rows[i, N_REQUEST : N_REQUEST + N_CANDIDATE].tolist(),
-            p_quality=prediction.p_quality,
-            ttft_ms=prediction.ttft_ms,
-            output_tokens=prediction.output_tokens,
-            cost_usd=prediction.cost_usd,
-            utility=decision.utilities[prediction.sku],
-            probability=decision.probabilities[prediction.sku],
-        )
-        for i, prediction in enumerate(predictions)
-    ]
+    scores = CandidateScores(
+        sku=tuple(names),
+        features=rows[:, N_REQUEST : N_REQUEST + N_CANDIDATE].copy(),
+        p_quality=np.asarray(heads["p_quality"], dtype=np.float64),
+        ttft_ms=np.asarray(heads[POLICY_TTFT_HEAD], dtype=np.float64),
+        output_tokens=np.asarray(heads["output_tokens"], dtype=np.float64),
+        cost_usd=np.asarray(costs, dtype=np.float64),
+        utility=np.array([decision.utilities[name] for name in names], dtype=np.float64),
+        probability=np.array([decision.probabilities[name] for name in names], dtype=np.float64),
+    )
     return Route(decision, scores, plan, store_block, router.router_version)

@@ -30,6 +30,7 @@ from features.records import (
     AttemptRecord,
     AttemptSummary,
     CandidateScore,
+    CandidateScores,
     DecisionRecord,
     FeedbackRecord,
     OutcomeRecord,
@@ -62,7 +63,9 @@ def decision(request_id: str, ts: datetime = T0, region: str = "us") -> Decision
         feature_schema_version=FEATURE_SCHEMA_VERSION,
         request_features=[1.0] * len(REQUEST_FEATURE_NAMES),
         store_features=[math.nan] * len(STORE_FEATURE_NAMES),
-        candidates=[CandidateScore("claude-haiku-4-5", [0.5], 0.7, 300.0, 200.0, 0.001, 0.6, 1.0)],
+        candidates=CandidateScores.from_rows(
+            [CandidateScore("claude-haiku-4-5", [0.5], 0.7, 300.0, 200.0, 0.001, 0.6, 1.0)]
+        ),
         chosen_sku="claude-haiku-4-5",
         propensity=1.0,
         router_version="rules-v1",

@@ -11,6 +11,7 @@ from features.records import (
     RECORD_TYPES,
     AttemptSummary,
     CandidateScore,
+    CandidateScores,
     DecisionRecord,
     OutcomeRecord,
     arrow_schema,
@@ -35,10 +36,12 @@ def decision(request_id: str, ts: datetime, region: str) -> DecisionRecord:
         feature_schema_version=FEATURE_SCHEMA_VERSION,
         request_features=[1.0] * len(REQUEST_FEATURE_NAMES),
         store_features=[math.nan] * len(STORE_FEATURE_NAMES),
-        candidates=[
-            CandidateScore("claude-haiku-4-5", [0.5], 0.7, 300.0, 200.0, 0.001, 0.6, 0.95),
-            CandidateScore("claude-sonnet-4-5", [0.25], 0.8, 500.0, 250.0, 0.004, 0.5, 0.05),
-        ],
+        candidates=CandidateScores.from_rows(
+            [
+                CandidateScore("claude-haiku-4-5", [0.5], 0.7, 300.0, 200.0, 0.001, 0.6, 0.95),
+                CandidateScore("claude-sonnet-4-5", [0.25], 0.8, 500.0, 250.0, 0.004, 0.5, 0.05),
+            ]
+        ),
         chosen_sku="claude-haiku-4-5",
         propensity=0.95,
         router_version="rules-v1",
@@ -109,6 +112,8 @@ def _row_wise(records: list, record_type: type) -> pa.Table:
     """An independent reference: one dict per record (nested dataclasses as dicts), from_pylist."""
 
     def plain(value):
+        if isinstance(value, CandidateScores):
+            return [plain(row) for row in value.rows()]
         if dataclasses.is_dataclass(value):
             return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
         if isinstance(value, list):
@@ -125,9 +130,16 @@ def _same(left: pa.Table, right: pa.Table) -> bool:
 
 def test_columnar_conversion_equals_a_row_wise_one_for_uneven_nested_lists_and_nulls():
     records = [decision(f"r{i}", T0 + timedelta(seconds=i), "us") for i in range(5)]
-    records[1] = dataclasses.replace(records[1], candidates=[], fallback_skus=[], attempts=[])
-    three = [*records[2].candidates, CandidateScore("claude-opus-4-5", [], 0.9, 900.0, 10.0, 0.02, 0.1, 0.0)]
-    records[2] = dataclasses.replace(records[2], candidates=three, store_features=[0.5, math.inf, -1.0])
+    records[1] = dataclasses.replace(
+        records[1], candidates=CandidateScores.from_rows([]), fallback_skus=[], attempts=[]
+    )
+    three = [
+        *records[2].candidates.rows(),
+        CandidateScore("claude-opus-4-5", [1.5], 0.9, 900.0, 10.0, 0.02, 0.1, 0.0),
+    ]
+    records[2] = dataclasses.replace(
+        records[2], candidates=CandidateScores.from_rows(three), store_features=[0.5, math.inf, -1.0]
+    )
     records[3] = dataclasses.replace(
         records[3],
         attempts=[AttemptSummary("a", "w1", "error", "overloaded"), AttemptSummary("b", "w2", "ok", None)],

@@ -12,6 +12,7 @@ from features.records import (
     AttemptRecord,
     AttemptSummary,
     CandidateScore,
+    CandidateScores,
     DecisionRecord,
     FeedbackRecord,
     OutcomeRecord,
@@ -27,18 +28,20 @@ SKUS = ("claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-5")
 def decision(i: int, day: int, chosen: str, propensity: float) -> DecisionRecord:
     ts = T0 + timedelta(days=day, minutes=10 * i, seconds=7)
     request = [float(i), 10.0, 5.0, 1.0, 1024.0, 0.0, 1.0, 1.0, 0.0, float(i % 8), 1.0, 0.0]
-    candidates = [
-        CandidateScore(
-            sku,
-            [2.0 - k, 4.5, 0.0, 1.0 + k, 5.0 + k, 0.1 * k + i / 100],
-            *[float("nan")] * 2,
-            300.0,
-            0.001,
-            float("nan"),
-            propensity if sku == chosen else (1 - propensity) / 2,
-        )
-        for k, sku in enumerate(SKUS)
-    ]
+    candidates = CandidateScores.from_rows(
+        [
+            CandidateScore(
+                sku,
+                [2.0 - k, 4.5, 0.0, 1.0 + k, 5.0 + k, 0.1 * k + i / 100],
+                *[float("nan")] * 2,
+                300.0,
+                0.001,
+                float("nan"),
+                propensity if sku == chosen else (1 - propensity) / 2,
+            )
+            for k, sku in enumerate(SKUS)
+        ]
+    )
     return DecisionRecord(
         request_id=f"r{day}-{i}", ts=ts, region="eu", tenant_id=f"t{i % 2}", tier="pro", surface="api",
         stream=True, requested_model="auto", conversation_key=f"c{i}", feature_schema_version=FEATURE_SCHEMA_VERSION,
