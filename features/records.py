@@ -278,9 +278,7 @@ def _column(values: list[object], data_type: pa.DataType) -> pa.Array:
     if values and isinstance(values[0], CandidateScores):
         return _candidates_column(values, data_type)  # type: ignore[arg-type]
     # a None or a non-sequence raises here: that record does not fit its non-nullable list field
-    lengths = np.fromiter(map(len, values), dtype=np.int32, count=len(values))  # type: ignore[arg-type]
-    offsets = np.zeros(len(values) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
+    offsets = _offsets(np.fromiter(map(len, values), dtype=np.int32, count=len(values)))  # type: ignore[arg-type]
     flat = list(itertools.chain.from_iterable(values))  # type: ignore[arg-type]
     item_type = data_type.value_type
     if pa.types.is_struct(item_type):
@@ -288,27 +286,31 @@ def _column(values: list[object], data_type: pa.DataType) -> pa.Array:
         children = pa.StructArray.from_arrays(_columns(flat, fields), fields=fields)
     else:
         children = _column(flat, item_type)
-    return pa.ListArray.from_arrays(pa.array(offsets), children, type=data_type)
+    return pa.ListArray.from_arrays(offsets, children, type=data_type)
+
+
+def _offsets(lengths: np.ndarray) -> pa.Array:
+    """List offsets (int32, one more than ``lengths``) of consecutive lists of these lengths."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.array(offsets)
 
 
 def _candidates_column(values: list[CandidateScores], data_type: pa.DataType) -> pa.Array:
     """The ``candidates`` column from column-wise candidates: one concatenation per field."""
-    offsets = np.zeros(len(values) + 1, dtype=np.int32)
-    np.cumsum(np.fromiter(map(len, values), dtype=np.int32, count=len(values)), out=offsets[1:])
+    offsets = _offsets(np.fromiter(map(len, values), dtype=np.int32, count=len(values)))
     item_type = data_type.value_type
     fields = [item_type.field(index) for index in range(item_type.num_fields)]
     children = []
     for field in fields:
         parts = [getattr(value, field.name) for value in values]
-        if field.name == "sku":
+        if pa.types.is_string(field.type):  # a tuple of names per decision
             children.append(pa.array(list(itertools.chain.from_iterable(parts)), type=field.type))
         elif pa.types.is_list(field.type):  # a [n, k] matrix per decision: k values per candidate
             widths = np.repeat([part.shape[1] for part in parts], [part.shape[0] for part in parts])
-            inner = np.zeros(len(widths) + 1, dtype=np.int32)
-            np.cumsum(widths, out=inner[1:])
             flat = np.concatenate([part.ravel() for part in parts]).astype(np.float32, copy=False)
-            children.append(pa.ListArray.from_arrays(pa.array(inner), pa.array(flat), type=field.type))
+            children.append(pa.ListArray.from_arrays(_offsets(widths), pa.array(flat), type=field.type))
         else:
             children.append(pa.array(np.concatenate(parts), type=field.type))
     items = pa.StructArray.from_arrays(children, fields=fields)
-    return pa.ListArray.from_arrays(pa.array(offsets), items, type=data_type)
+    return pa.ListArray.from_arrays(offsets, items, type=data_type)
