@@ -65,9 +65,9 @@ def request_records(index: int, rng: np.random.Generator) -> list[object]:
     region = ("us", "eu", "apac")[index % 3]
     probabilities = rng.dirichlet(np.ones(len(SKUS)))
     n = len(SKUS)
-    candidates = CandidateScores(  # as the gateway's router builds them: arrays
-        sku=tuple(SKUS),
-        features=rng.random((n, len(CANDIDATE_FEATURE_NAMES))).astype(np.float32),
+    candidates = CandidateScores.from_columns(  # as the gateway's router builds them: arrays
+        SKUS,
+        rng.random((n, len(CANDIDATE_FEATURE_NAMES))).astype(np.float32),
         p_quality=rng.random(n),
         ttft_ms=rng.uniform(200, 900, n),
         output_tokens=rng.uniform(50, 800, n),

@@ -44,47 +44,63 @@ class CandidateScore:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class CandidateScores:
-    """A decision's candidates column-wise: row ``i`` of every field is one ``CandidateScore``.
+    """A decision's candidates column-wise: candidate ``i`` is row ``i`` of ``features`` and
+    column ``i`` of ``scores`` (one row per score, in ``SCORE_COLUMNS`` order).
 
-    The router computes them as arrays and they stay arrays: a decision converts to Arrow in a
-    few array copies instead of ~140 Python floats, and the gateway builds one object per
-    request instead of a dozen (ADR 0008). The Parquet layout is ``CandidateScore``'s.
+    The router computes them as arrays and they stay arrays: a batch of decisions converts to
+    Arrow with one concatenation for the features and one for all six scores, and the gateway
+    builds one object per request instead of a dozen (ADR 0008). The Parquet layout is
+    ``CandidateScore``'s.
     """
 
     ROW: ClassVar[type] = CandidateScore
     sku: tuple[str, ...]
     features: np.ndarray  # [n, n_candidate_features], float32
-    p_quality: np.ndarray  # [n] each, float64
-    ttft_ms: np.ndarray
-    output_tokens: np.ndarray
-    cost_usd: np.ndarray
-    utility: np.ndarray
-    probability: np.ndarray
+    scores: np.ndarray  # [len(SCORE_COLUMNS), n], float64
 
     def __post_init__(self) -> None:
         count = len(self.sku)
         if self.features.ndim != 2 or self.features.shape[0] != count:
             raise ValueError(f"features must be [{count}, k], got {self.features.shape}")
-        for name in _SCORE_COLUMNS:
-            if getattr(self, name).shape != (count,):
-                raise ValueError(f"{name} must have shape ({count},), got {getattr(self, name).shape}")
+        if self.scores.shape != (len(SCORE_COLUMNS), count):
+            raise ValueError(f"scores must be [{len(SCORE_COLUMNS)}, {count}], got {self.scores.shape}")
+
+    @classmethod
+    def from_columns(
+        cls,
+        sku: typing.Sequence[str],
+        features: np.ndarray,
+        *,
+        p_quality: typing.Any,
+        ttft_ms: typing.Any,
+        output_tokens: typing.Any,
+        cost_usd: typing.Any,
+        utility: typing.Any,
+        probability: typing.Any,
+    ) -> CandidateScores:
+        """From one array (or sequence) per score, each in candidate order."""
+        scores = np.array(
+            [p_quality, ttft_ms, output_tokens, cost_usd, utility, probability], dtype=np.float64
+        )
+        return cls(tuple(sku), features, scores.reshape(len(SCORE_COLUMNS), len(sku)))
 
     @classmethod
     def from_rows(cls, rows: typing.Sequence[CandidateScore]) -> CandidateScores:
         width = len(rows[0].features) if rows else 0
-        return cls(
-            sku=tuple(row.sku for row in rows),
-            features=np.array([row.features for row in rows], dtype=np.float32).reshape(len(rows), width),
-            **{
-                name: np.array([getattr(row, name) for row in rows], dtype=np.float64)
-                for name in _SCORE_COLUMNS
-            },
+        return cls.from_columns(
+            [row.sku for row in rows],
+            np.array([row.features for row in rows], dtype=np.float32).reshape(len(rows), width),
+            **{name: [getattr(row, name) for row in rows] for name in SCORE_COLUMNS},
         )
 
     def rows(self) -> list[CandidateScore]:
-        columns = [getattr(self, name).tolist() for name in _SCORE_COLUMNS]
+        columns = self.scores.tolist()
         features = self.features.tolist()
         return [CandidateScore(sku, features[i], *(c[i] for c in columns)) for i, sku in enumerate(self.sku)]
+
+    def score(self, name: str) -> np.ndarray:
+        """One score for every candidate (a view)."""
+        return self.scores[SCORE_COLUMNS.index(name)]
 
     def __len__(self) -> int:
         return len(self.sku)
@@ -92,15 +108,17 @@ class CandidateScores:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CandidateScores):
             return NotImplemented
-        return self.sku == other.sku and all(
-            np.array_equal(getattr(self, name), getattr(other, name), equal_nan=True)
-            for name in ("features", *_SCORE_COLUMNS)
+        return (
+            self.sku == other.sku
+            and np.array_equal(self.features, other.features, equal_nan=True)
+            and np.array_equal(self.scores, other.scores, equal_nan=True)
         )
 
     __hash__ = None  # type: ignore[assignment]
 
 
-_SCORE_COLUMNS = ("p_quality", "ttft_ms", "output_tokens", "cost_usd", "utility", "probability")
+# CandidateScore's score fields, in order: the rows of CandidateScores.scores
+SCORE_COLUMNS = ("p_quality", "ttft_ms", "output_tokens", "cost_usd", "utility", "probability")
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,18 +275,26 @@ def records_to_table(records: typing.Sequence[object], record_type: type) -> pa.
     Each column is one ``pa.array`` call over plain Python values; a list column (feature
     vectors, names) is flattened into one child array plus offsets, a list of dataclasses into
     one child array per field, and a decision's ``CandidateScores`` are concatenated field by
-    field. On a 2-core EPYC VM: ~20 ms per 1,000 12-candidate decisions, against ~55 ms
-    row-wise with candidate dataclasses (a dict per candidate, then ``Table.from_pydict``: one
-    C call holding the GIL throughout, on the event log's thread, while the gateway's event
-    loop waited for it); between columns the GIL can change hands.
+    field. On a 2-core EPYC VM: ~5 µs per 12-candidate decision and ~1.5 µs per attempt or
+    outcome (``bench/eventlog_throughput.py``), against ~55 µs per decision row-wise with
+    candidate dataclasses (a dict per candidate, then ``Table.from_pydict``: one C call holding
+    the GIL throughout, on the event log's thread, while the gateway's event loop waited for
+    it); between columns the GIL can change hands.
     """
     schema = arrow_schema(record_type)
     return pa.Table.from_arrays(_columns(list(records), list(schema)), schema=schema)
 
 
 def _columns(items: list[object], fields: list[pa.Field]) -> list[pa.Array]:
-    """One array per field over ``items`` (dataclass instances)."""
-    return [_column(list(map(operator.attrgetter(field.name), items)), field.type) for field in fields]
+    """One array per field over ``items`` (dataclass instances); a None in a non-nullable field
+    raises (``pa.array`` would take it as a null, which Parquet refuses later)."""
+    arrays = []
+    for field in fields:
+        array = _column(list(map(operator.attrgetter(field.name), items)), field.type)
+        if array.null_count and not field.nullable:
+            raise ValueError(f"{field.name}: null in a non-nullable field")
+        arrays.append(array)
+    return arrays
 
 
 def _column(values: list[object], data_type: pa.DataType) -> pa.Array:
@@ -297,20 +323,47 @@ def _offsets(lengths: np.ndarray) -> pa.Array:
 
 
 def _candidates_column(values: list[CandidateScores], data_type: pa.DataType) -> pa.Array:
-    """The ``candidates`` column from column-wise candidates: one concatenation per field."""
+    """The ``candidates`` column from column-wise candidates: one concatenation for all the
+    scores, one for the features, and the SKU names coded against the distinct ones."""
     offsets = _offsets(np.fromiter(map(len, values), dtype=np.int32, count=len(values)))
+    scores = np.concatenate([value.scores for value in values], axis=1)  # [6, total], rows contiguous
     item_type = data_type.value_type
-    fields = [item_type.field(index) for index in range(item_type.num_fields)]
     children = []
-    for field in fields:
-        parts = [getattr(value, field.name) for value in values]
-        if pa.types.is_string(field.type):  # a tuple of names per decision
-            children.append(pa.array(list(itertools.chain.from_iterable(parts)), type=field.type))
-        elif pa.types.is_list(field.type):  # a [n, k] matrix per decision: k values per candidate
-            widths = np.repeat([part.shape[1] for part in parts], [part.shape[0] for part in parts])
-            flat = np.concatenate([part.ravel() for part in parts]).astype(np.float32, copy=False)
-            children.append(pa.ListArray.from_arrays(_offsets(widths), pa.array(flat), type=field.type))
+    for field in item_type:
+        if pa.types.is_string(field.type):
+            children.append(_sku_column([value.sku for value in values]))
+        elif pa.types.is_list(field.type):
+            children.append(_feature_column([value.features for value in values], field.type))
         else:
-            children.append(pa.array(np.concatenate(parts), type=field.type))
-    items = pa.StructArray.from_arrays(children, fields=fields)
+            children.append(pa.array(scores[SCORE_COLUMNS.index(field.name)], type=field.type))
+    items = pa.StructArray.from_arrays(children, fields=list(item_type))
     return pa.ListArray.from_arrays(offsets, items, type=data_type)
+
+
+def _sku_column(names: list[tuple[str, ...]]) -> pa.Array:
+    """The names of every candidate of every decision. Decisions mostly share a handful of
+    candidate sets: each distinct tuple is coded once and the codes are concatenated."""
+    distinct: dict[str, int] = {}
+    coded: dict[tuple[str, ...], np.ndarray] = {}
+    parts = []
+    for sku in names:
+        codes = coded.get(sku)
+        if codes is None:
+            codes = coded[sku] = np.fromiter(
+                (distinct.setdefault(name, len(distinct)) for name in sku), dtype=np.int32, count=len(sku)
+            )
+        parts.append(codes)
+    dictionary = pa.array(list(distinct), type=pa.string())  # a non-string name raises here
+    return dictionary.take(pa.array(np.concatenate(parts))) if parts else dictionary
+
+
+def _feature_column(matrices: list[np.ndarray], data_type: pa.DataType) -> pa.Array:
+    """A ``[n, k]`` matrix per decision as one list of ``k`` float32 per candidate."""
+    try:
+        flat = np.concatenate(matrices)  # [total, k] when every decision has the same k
+        widths = np.full(flat.shape[0], flat.shape[1], dtype=np.int32)
+    except ValueError:  # ragged widths across decisions
+        widths = np.repeat([m.shape[1] for m in matrices], [m.shape[0] for m in matrices]).astype(np.int32)
+        flat = np.concatenate([m.ravel() for m in matrices])
+    values = pa.array(flat.ravel().astype(np.float32, copy=False))
+    return pa.ListArray.from_arrays(_offsets(widths), values, type=data_type)

@@ -155,14 +155,14 @@ def decide(
     decision = choose_sku(predictions, params, uniform)
     by_name = {p.sku.name: p for p in candidates}
     plan = (by_name[decision.chosen_sku], *(by_name[name] for name in decision.fallback_skus))
-    scores = CandidateScores(
-        sku=tuple(names),
-        features=rows[:, N_REQUEST : N_REQUEST + N_CANDIDATE].copy(),
-        p_quality=np.asarray(heads["p_quality"], dtype=np.float64),
-        ttft_ms=np.asarray(heads[POLICY_TTFT_HEAD], dtype=np.float64),
-        output_tokens=np.asarray(heads["output_tokens"], dtype=np.float64),
-        cost_usd=np.asarray(costs, dtype=np.float64),
-        utility=np.array([decision.utilities[name] for name in names], dtype=np.float64),
-        probability=np.array([decision.probabilities[name] for name in names], dtype=np.float64),
+    scores = CandidateScores.from_columns(
+        names,
+        rows[:, N_REQUEST : N_REQUEST + N_CANDIDATE].copy(),
+        p_quality=heads["p_quality"],
+        ttft_ms=heads[POLICY_TTFT_HEAD],
+        output_tokens=heads["output_tokens"],
+        cost_usd=costs,
+        utility=[decision.utilities[name] for name in names],
+        probability=[decision.probabilities[name] for name in names],
     )
     return Route(decision, scores, plan, store_block, router.router_version)
