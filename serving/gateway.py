@@ -332,7 +332,12 @@ class Gateway:
         )
         self.metrics.attempts.labels(placement.sku.name, "ok").inc()
         self.prompt_cache.observe(placement.sku.name, placement.region, prefix_keys, time.monotonic())
-        self._finish(ledger, "ok", None, 200, None, reply.stop_reason, mode)
+        # The books close right after this step, once the reply is written: the client does not
+        # wait for the records and metrics. (_finish is idempotent; until it runs the ledger is
+        # open, so a shutdown in between still closes it once.)
+        asyncio.get_running_loop().call_soon(
+            self._finish, ledger, "ok", None, 200, None, reply.stop_reason, mode
+        )
         return JsonReply(200, reply.body, self._route_headers(ledger, placement, len(ledger.attempts)))
 
     async def _stream(self, ledger, request, prefix_keys, deadline, mode) -> JsonReply | StreamReply:
