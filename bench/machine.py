@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
 
 
@@ -22,5 +23,20 @@ def describe_machine(extra: str = "") -> str:
     versions = f", {extra}" if extra else ""
     return (
         f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}{versions}, load average {load}"
+        f"Python {platform.python_version()}{versions}, load average {load}, "
+        f"Python speed {python_speed_ns():.1f} ns/step"
     )
+
+
+def python_speed_ns(steps: int = 200_000, rounds: int = 5) -> float:
+    """ns per step of a fixed pure-Python loop, the fastest of ``rounds``: how fast this machine
+    runs interpreter-bound code right now. The VM these benchmarks were written on changed speed
+    by 2-3x within minutes (~20 ns/step fast, ~40+ slow); a result means little without it."""
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter_ns()
+        total = 0
+        for step in range(steps):
+            total += step * step
+        best = min(best, (time.perf_counter_ns() - started) / steps)
+    return best

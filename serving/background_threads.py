@@ -12,6 +12,14 @@ event loop at once and still gets the idle time and a share under contention (ni
 of a saturated core, several times what the event log needs at the gateway's saturation).
 
 On Linux ``setpriority(PRIO_PROCESS, tid)`` changes one thread; elsewhere this is a no-op.
+
+Nice is a weight, not a preemption rule: under the kernel's EEVDF scheduler a nice-10 thread
+that is running keeps the core until its slice ends, so the GIL-free part of the event log's
+work (Parquet encoding and compression, fsync) still delayed the loop's wake-ups on a shared
+core. A ``SCHED_IDLE`` thread is preempted by any normal thread at once (and gets the core
+when it is idle, but only a ~0.3% share of a saturated one): :func:`idle_thread_executor` is
+for work that can wait while the loop is busy, such as the event log's writer while it keeps
+up (``serving.eventlog``).
 """
 
 from __future__ import annotations
@@ -48,3 +56,24 @@ def background_executor(nice_increment: int, max_workers: int | None = None) -> 
         initializer=lower_thread_priority,
         initargs=(nice_increment,),
     )
+
+
+def use_idle_policy() -> bool:
+    """Put the calling thread in ``SCHED_IDLE``; False where that is unsupported or refused.
+
+    One way only: an unprivileged thread cannot leave ``SCHED_IDLE`` again (RLIMIT_NICE), so
+    callers keep a normal thread for when the work cannot wait.
+    """
+    if not sys.platform.startswith("linux") or not hasattr(os, "SCHED_IDLE"):
+        return False
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except OSError as error:
+        log.warning("could not put background thread %d in SCHED_IDLE: %s", threading.get_native_id(), error)
+        return False
+    return True
+
+
+def idle_thread_executor(name: str) -> ThreadPoolExecutor:
+    """One thread in ``SCHED_IDLE`` (a plain thread where that is refused)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=name, initializer=use_idle_policy)

@@ -65,6 +65,10 @@ per 12-candidate decision and ~1.5 µs per attempt or outcome on the machine abo
 slow phases), which runs in a worker thread but holds the GIL inside each ``pa.array`` call;
 it converts in slices of 1,024 records so that the event loop never waits for a whole large
 batch. The worker threads run below the event loop's priority (``serving.background_threads``).
+With ``idle_writer``, while the writer keeps up (its last cycle took at most half the flush
+interval and at most ``max_batch`` records are held) a cycle's conversion and writes run in a
+``SCHED_IDLE`` thread, which the event loop preempts at once; behind, or in a flush someone
+waits for, they run in the normal pool, so a saturated core cannot starve the log.
 
 **Threads.** ``submit`` may be called from any thread (a lock guards the queue); listeners run
 on the event loop.
@@ -85,16 +89,20 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from features.record_store import write_table_partitioned
 from features.records import RECORD_TYPES, AttemptRecord, OutcomeRecord, records_to_table
+from serving.background_threads import idle_thread_executor
 
 log = logging.getLogger("switchyard.eventlog")
+T = TypeVar("T")
 
 SPOOL_DIR = "_spool"
 _OWNER_PREFIX = "owner-"
@@ -340,6 +348,7 @@ class EventLog:
         max_retry_interval_s: float = 30.0,
         write_parts: PartWriter = write_parts,
         clock: Callable[[], float] = time.monotonic,
+        idle_writer: bool = False,
     ) -> None:
         if flush_interval_s <= 0 or retry_interval_s < 0 or max_retry_interval_s < retry_interval_s:
             raise ValueError("need flush_interval_s > 0 and 0 <= retry_interval_s <= max_retry_interval_s")
@@ -351,6 +360,10 @@ class EventLog:
         self._retry_interval_s, self._max_retry_interval_s = retry_interval_s, max_retry_interval_s
         self._write_parts = write_parts
         self._clock = clock
+        self._idle_writer = idle_writer
+        self._idle_thread: ThreadPoolExecutor | None = None  # SCHED_IDLE, while the writer keeps up
+        self._writer_idle = False  # this cycle's conversion and writes go to the idle thread
+        self._last_cycle_s = 0.0
         self._spool = _Spool(self._root)
         self._lock = threading.Lock()  # guards _pending, _sealed (appends) and _held
         self._pending: list[object] = []
@@ -448,6 +461,8 @@ class EventLog:
         if self._task is not None:
             return
         self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
+        if self._idle_writer:
+            self._idle_thread = idle_thread_executor("eventlog-idle")
         await self._open_spool()
         try:
             removed = await asyncio.to_thread(_remove_stale_temp_parts, self._root, _STALE_TEMP_S)
@@ -499,6 +514,8 @@ class EventLog:
                         log.exception("event log: unexpected error in the last flush")
             self._drop_held_at_close()
             await asyncio.to_thread(self._spool.close)
+            if self._idle_thread is not None:
+                await asyncio.to_thread(self._idle_thread.shutdown)
         finally:
             self._closed = True
             self._close_done.set_result(None)
@@ -519,7 +536,9 @@ class EventLog:
                 return
             try:
                 async with self._io:
+                    started = loop.time()
                     await self._cycle(force=False)
+                    self._last_cycle_s = loop.time() - started
             except Exception:  # a bug, not a disk error (those are handled below): keep logging
                 log.exception("event log: unexpected error in the writer task; retrying next tick")
 
@@ -533,6 +552,14 @@ class EventLog:
     async def _cycle(self, *, force: bool) -> bool:
         if self._spool.own is None:
             await self._open_spool()
+        # Keeping up (a cycle well within the flush interval, at most a batch held): the work
+        # can wait whenever the event loop wants the core. Behind, or flushing for a caller: not.
+        self._writer_idle = (
+            self._idle_thread is not None
+            and not force
+            and self._held <= self._max_batch
+            and self._last_cycle_s <= self._flush_interval_s / 2
+        )
         with self._lock:
             if self._pending:
                 self._sealed.append(_Batch(_batch_id(), self._pending, self._pending_since, spill=False))
@@ -549,7 +576,7 @@ class EventLog:
     async def _persist(self, batch: _Batch) -> bool:
         """Write a batch's tables to Parquet, or else to the spool; False if some are still held."""
         if batch.tables is None:
-            batch.tables, errors = await asyncio.to_thread(_records_to_tables, batch.records)
+            batch.tables, errors = await self._offload(_records_to_tables, batch.records)
             rejected = len(batch.records) - sum(table.num_rows for table in batch.tables.values())
             batch.records = []
             if rejected:
@@ -574,7 +601,7 @@ class EventLog:
         if not self._writer_up():
             return False
         try:
-            await asyncio.to_thread(self._write_parts, self._root, name, table, batch.batch_id)
+            await self._offload(self._write_parts, self._root, name, table, batch.batch_id)
         except Exception as error:
             self._writer_failed(error)
             return False
@@ -584,7 +611,7 @@ class EventLog:
 
     async def _spool_table(self, batch: _Batch, name: str, table: pa.Table) -> bool:
         try:
-            segment = await asyncio.to_thread(self._spool.write, batch.batch_id, name, table)
+            segment = await self._offload(self._spool.write, batch.batch_id, name, table)
         except Exception as error:
             self._count("spool_errors")
             self._log_throttled("spool", "spool write failed (%d held in memory): %s", self._held, error)
@@ -603,7 +630,7 @@ class EventLog:
                 return  # new work first; the spool waits for the next tick
             segment = self._segments[0]
             try:
-                table = await asyncio.to_thread(self._spool.read, segment)
+                table = await self._offload(self._spool.read, segment)
             except (pa.ArrowInvalid, ValueError) as error:
                 await self._quarantine(segment, error)
                 continue
@@ -611,7 +638,7 @@ class EventLog:
                 self._writer_failed(error)
                 return
             try:
-                await asyncio.to_thread(self._write_parts, self._root, segment.table, table, segment.batch_id)
+                await self._offload(self._write_parts, self._root, segment.table, table, segment.batch_id)
             except OSError as error:
                 self._writer_failed(error)
                 return
@@ -652,6 +679,12 @@ class EventLog:
                 rows,
             )
             self._segments = sorted([*self._segments, *adopted], key=lambda segment: segment.path.name)
+
+    async def _offload(self, function: Callable[..., T], *args: object) -> T:
+        """Run blocking writer work in a thread: the idle one while keeping up, else the pool."""
+        if self._writer_idle and self._idle_thread is not None:
+            return await asyncio.get_running_loop().run_in_executor(self._idle_thread, function, *args)
+        return await asyncio.to_thread(function, *args)
 
     # ---- bookkeeping -----------------------------------------------------------------------
 

@@ -283,6 +283,11 @@ class EventLogSettings(BaseSettings):
     max_retained: int = Field(default=100_000, ge=1, description="records held in memory before dropping")
     retry_interval_s: float = Field(default=1.0, ge=0, description="first backoff after a failed write")
     max_retry_interval_s: float = Field(default=30.0, ge=0, description="the backoff doubles up to this")
+    idle_writer: bool = Field(
+        default=True,
+        description="convert and write in a SCHED_IDLE thread while the writer keeps up, so the event "
+        "loop takes the core from it at once (serving.background_threads)",
+    )
 
     @model_validator(mode="after")
     def _valid_limits(self) -> EventLogSettings:
@@ -303,4 +308,5 @@ class EventLogSettings(BaseSettings):
             max_retained=self.max_retained,
             retry_interval_s=self.retry_interval_s,
             max_retry_interval_s=self.max_retry_interval_s,
+            idle_writer=self.idle_writer,
         )

@@ -3,7 +3,7 @@
 import os
 import threading
 
-from serving.background_threads import background_executor, lower_thread_priority
+from serving.background_threads import background_executor, idle_thread_executor, lower_thread_priority
 
 
 def _nice_of_this_thread() -> int:
@@ -25,3 +25,10 @@ def test_the_nice_value_is_capped_at_19_and_zero_changes_nothing():
     with background_executor(0, max_workers=1) as executor:
         assert executor.submit(_nice_of_this_thread).result(timeout=10) == before
     assert lower_thread_priority(0) is None
+
+
+def test_the_idle_executor_thread_is_sched_idle_and_the_calling_thread_is_not():
+    before = os.sched_getscheduler(0)
+    with idle_thread_executor("test-idle") as executor:
+        assert executor.submit(os.sched_getscheduler, 0).result(timeout=10) == os.SCHED_IDLE
+    assert os.sched_getscheduler(0) == before == os.SCHED_OTHER

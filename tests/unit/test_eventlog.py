@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -551,3 +552,41 @@ async def test_stale_temp_files_of_crashed_writes_are_removed_at_start_and_never
     await log.close()
     assert not stale.exists() and fresh.exists()  # a fresh one may be another live writer's
     assert logged_ids(tmp_path, AttemptRecord) == ["a1"]
+
+
+async def test_an_idle_writer_writes_in_a_sched_idle_thread_while_it_keeps_up_and_in_a_normal_one_when_not(
+    tmp_path,
+):
+    policies: list[int] = []
+    slow_once: list[object] = []  # a record to submit while the one slow write runs
+
+    def recording_write(root, table_name, table, part_name):
+        policies.append(os.sched_getscheduler(0))
+        if slow_once:
+            log.submit(slow_once.pop())  # pending when the slow cycle ends: the next cycle has work
+            time.sleep(0.5)  # longer than the flush interval: the writer is behind
+        return write_parts(root, table_name, table, part_name)
+
+    async def written(count: int) -> None:
+        for _ in range(1000):
+            if log.stats().written >= count:
+                return
+            await asyncio.sleep(0.005)
+        raise AssertionError(f"not written: {log.stats()}")
+
+    log = EventLog(tmp_path, flush_interval_s=0.2, idle_writer=True, write_parts=recording_write)
+    await log.start()
+    log.submit(feedback("f1"))
+    await written(1)  # keeping up: the idle thread
+    await asyncio.sleep(0.5)  # empty cycles in between: a cold first write does not count as slow
+    slow_once.append(feedback("f3"))
+    log.submit(feedback("f2"))
+    await written(3)  # f2 (idle, decided before it was slow), then f3 right after the slow cycle
+    await asyncio.sleep(0.5)
+    log.submit(feedback("f4"))
+    await written(4)  # caught up again
+    log.submit(feedback("f5"))
+    assert await log.flush()  # a caller waits for a flush: never the idle thread
+    assert policies == [os.SCHED_IDLE, os.SCHED_IDLE, os.SCHED_OTHER, os.SCHED_IDLE, os.SCHED_OTHER]
+    assert all_logged(tmp_path) == expected([feedback(f"f{i}") for i in range(1, 6)])
+    await log.close()
