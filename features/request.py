@@ -107,12 +107,29 @@ def expected_cache_hit(cached_prefix_tokens: int, prompt_tokens: int) -> float:
 
 def candidate_features(sku: Sku, *, cache_hit: float) -> list[float]:
     """The request × SKU vector, in ``CANDIDATE_FEATURES`` order."""
-    values = {
-        "sku_tier": sku.tier,
-        "sku_generation": float(sku.generation),
-        "sku_long_context": sku.long_context,
-        "sku_price_input": sku.list_price.input,
-        "sku_price_output": sku.list_price.output,
-        "expected_cache_hit": cache_hit,
-    }
-    return [spec.encode(values[spec.name]) for spec in CANDIDATE_FEATURES]
+    vector = _sku_part(sku).copy()
+    vector[_CACHE_HIT_INDEX] = CANDIDATE_FEATURES[_CACHE_HIT_INDEX].encode(cache_hit)
+    return vector
+
+
+_CACHE_HIT_INDEX = [spec.name for spec in CANDIDATE_FEATURES].index("expected_cache_hit")
+_sku_parts: dict[int, tuple[Sku, list[float]]] = {}  # id(sku) -> (sku, its encoded vector)
+
+
+def _sku_part(sku: Sku) -> list[float]:
+    """The SKU's own features, encoded once per Sku object (the gateway asks ~12 times a request;
+    keyed by identity: hashing a Sku costs more than encoding it)."""
+    cached = _sku_parts.get(id(sku))
+    if cached is None or cached[0] is not sku:
+        if len(_sku_parts) > 1024:  # catalogs reloaded many times over: start again
+            _sku_parts.clear()
+        values = {
+            "sku_tier": sku.tier,
+            "sku_generation": float(sku.generation),
+            "sku_long_context": sku.long_context,
+            "sku_price_input": sku.list_price.input,
+            "sku_price_output": sku.list_price.output,
+            "expected_cache_hit": 0.0,
+        }
+        cached = _sku_parts[id(sku)] = (sku, [spec.encode(values[spec.name]) for spec in CANDIDATE_FEATURES])
+    return cached[1]

@@ -214,7 +214,7 @@ class Gateway:
             model=request.model,
             catalog=self.catalog,
             regions=regions,
-            deployed=lambda sku, region: bool(self.pool.deployment.endpoints(sku, region)),
+            deployed=self.pool.deployed,
             available=self.pool.available,
         )
         return tenant, request, facts, placed

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
+import orjson
 
 from serving.breaker import Verdict
 from serving.worker_errors import (
@@ -131,7 +132,7 @@ async def complete_attempt(
     if response.status != 200:
         raise attempt.status(response, raw)
     try:
-        document = json.loads(raw)
+        document = _decoded(raw)
     except ValueError:
         document = None
     if not isinstance(document, dict) or document.get("type") != "message":
@@ -201,3 +202,14 @@ async def open_attempt(
         deadline=attempt.deadline,
         on_close=lambda verdict: release(endpoint, verdict),
     )
+
+
+def _decoded(raw: bytes) -> object:
+    """The reply's JSON. orjson (~3x faster than ``json`` on a 10 KB reply) reads integers
+    beyond 64 bits as floats, which cannot matter here: of the reply only its type, stop reason
+    and token counts are read, and the client gets the bytes as they came. What orjson refuses
+    (NaN, lone surrogates) ``json`` decides."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)

@@ -192,6 +192,10 @@ class WorkerPool:
             )
         return self._session
 
+    def deployed(self, sku: str, region: str) -> bool:
+        """Whether ``sku`` has endpoints in ``region``, healthy or not (one dict probe)."""
+        return (sku, region) in self._endpoints
+
     def available(self, sku: str, region: str) -> bool:
         """Whether some endpoint of ``sku`` in ``region`` would take a request now."""
         return any(self._permits(e) for e in self._endpoints.get((sku, region), ()))

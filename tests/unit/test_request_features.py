@@ -68,6 +68,19 @@ def test_candidate_vector_describes_the_sku_and_the_cache_hit():
     assert expected_cache_hit(1500, 1000) == 1.0 and expected_cache_hit(10, 0) == 0.0
 
 
+def test_candidate_vectors_are_fresh_per_call_and_follow_each_sku_object():
+    sku = load_catalog().get("claude-sonnet-4-5-1m")
+    first = candidate_features(sku, cache_hit=0.25)
+    first[0] = -1.0  # the caller owns its vector: the next call is not affected
+    again = dict(zip(CANDIDATE_FEATURE_NAMES, candidate_features(sku, cache_hit=0.5), strict=True))
+    assert again["expected_cache_hit"] == 0.5 and again["sku_generation"] == 4.5
+    assert candidate_features(sku, cache_hit=0.25)[0] != -1.0
+    repriced = sku.model_copy(update={"list_price": sku.list_price.model_copy(update={"input": 99.0})})
+    vector = dict(zip(CANDIDATE_FEATURE_NAMES, candidate_features(repriced, cache_hit=0.25), strict=True))
+    assert vector["sku_price_input"] == 99.0  # another Sku object: its own encoding, not the cached one
+    assert candidate_features(sku, cache_hit=0.25)[CANDIDATE_FEATURE_NAMES.index("sku_price_input")] != 99.0
+
+
 def test_prefix_hashes_share_exactly_the_common_leading_blocks():
     shared = "s" * (BLOCK_BYTES * 3)
     a = prefix_block_hashes([shared, "a" * BLOCK_BYTES * 2])
