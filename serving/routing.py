@@ -79,12 +79,16 @@ def placements(
         max_tokens=facts.max_tokens,
         allowed_regions=regions,
     )
-    deployed_at: list[Placement] = []
-    for sku in eligible:
-        region = next((r for r in regions if r in sku.regions and deployed(sku.name, r)), None)
-        if region is not None:
-            deployed_at.append(Placement(sku, region))
-    if not deployed_at:
+    any_deployed = False
+    healthy: list[Placement] = []
+    for sku in eligible:  # plain loops: this runs for every request, ~a dozen SKUs
+        for region in regions:
+            if region in sku.regions and deployed(sku.name, region):
+                any_deployed = True
+                if available(sku.name, region):
+                    healthy.append(Placement(sku, region))
+                    break
+    if not any_deployed:
         verdicts = eligibility_report(
             skus,
             entitled=tenant.entitled_skus,
@@ -99,20 +103,6 @@ def placements(
                 f"may be served in ({', '.join(regions)})"
             )
         raise no_candidate_error(model, verdicts, regions=regions, prompt_tokens=facts.prompt_tokens)
-    healthy = []
-    for placement in deployed_at:
-        region = next(
-            (
-                r
-                for r in regions
-                if r in placement.sku.regions
-                and deployed(placement.sku.name, r)
-                and available(placement.sku.name, r)
-            ),
-            None,
-        )
-        if region is not None:
-            healthy.append(Placement(placement.sku, region))
     if not healthy:
         raise overloaded(
             f"every deployment this request may use ({', '.join(regions)}) is unavailable right now",
