@@ -4,6 +4,7 @@ Each runs in its own process (so the client and the servers do not share a GIL),
 core where the OS allows it. Run as a script this module is the server side:
 
     python bench/gateway_processes.py --serve-gateway PORT --folder DIR [--router-model F] [--profile-out F]
+        [--trace-out F]
     python bench/gateway_processes.py --serve-baseline {canned,httpx,aiohttp} --port PORT --worker-url URL
 """
 
@@ -82,7 +83,9 @@ def write_config(folder: Path, worker_url: str) -> None:
     write_deployment(DeploymentMap(time_scale=0.0, deployments=deployments), folder / "deployment.json")
 
 
-def serve_gateway(folder: Path, port: int, router_model: Path | None, profile: Path | None) -> None:
+def serve_gateway(
+    folder: Path, port: int, router_model: Path | None, profile: Path | None, trace: Path | None = None
+) -> None:
     """The gateway process: ``create_app`` under uvicorn as ``switchyard serve`` runs it."""
     import uvicorn
 
@@ -106,14 +109,48 @@ def serve_gateway(folder: Path, port: int, router_model: Path | None, profile: P
     if profiler:  # SIGUSR1 starts profiling, SIGUSR2 stops it: the benchmark profiles its measured window
         signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
         signal.signal(signal.SIGUSR2, lambda *_: profiler.disable())
+    rows: list[tuple[float, float, float, float]] = []
+    if trace:
+        trace_requests(rows)
     try:
         uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     except KeyboardInterrupt:  # how Stack.stop ends it, after uvicorn's graceful shutdown
         pass
     finally:
+        if trace:
+            trace.write_text(json.dumps(rows))
         if profiler:
             profiler.disable()
             profiler.dump_stats(profile)
+
+
+def trace_requests(rows: list[tuple[float, float, float, float]]) -> None:
+    """Record, per ``POST /v1/messages``, when the ASGI layer got it, when the worker call
+    started and ended, and when the reply was sent (``perf_counter`` seconds). One request at a
+    time only: the hooks share one slot. Benchmark-only wrappers of this process's classes."""
+    from serving import messages_endpoint, workers
+
+    slot: dict[str, float] = {}
+    endpoint_call, pool_complete = messages_endpoint.MessagesEndpoint.__call__, workers.WorkerPool.complete
+
+    async def traced_endpoint(self, scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope.get("path") != messages_endpoint.MESSAGES_PATH:
+            return await endpoint_call(self, scope, receive, send)
+        slot.clear()
+        slot["start"] = time.perf_counter()
+        await endpoint_call(self, scope, receive, send)
+        nan = float("nan")
+        rows.append((slot["start"], slot.get("call", nan), slot.get("answer", nan), time.perf_counter()))
+
+    async def traced_complete(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        slot["call"] = time.perf_counter()
+        try:
+            return await pool_complete(self, *args, **kwargs)
+        finally:
+            slot["answer"] = time.perf_counter()
+
+    messages_endpoint.MessagesEndpoint.__call__ = traced_endpoint  # type: ignore[method-assign]
+    workers.WorkerPool.complete = traced_complete  # type: ignore[method-assign]
 
 
 class Stack:
@@ -126,6 +163,7 @@ class Stack:
         profile: Path | None = None,
         pin_cores: bool = True,
         gateway_core: int = 1,
+        trace: Path | None = None,
     ) -> None:
         self.folder = folder
         skus = [sku.name for sku in load_catalog().in_region("us")]
@@ -145,6 +183,8 @@ class Stack:
                 gateway_args += ["--router-model", str(router_model)]
             if profile:
                 gateway_args += ["--profile-out", str(profile)]
+            if trace:
+                gateway_args += ["--trace-out", str(trace)]
             self.gateway = subprocess.Popen(gateway_args, cwd=ROOT)
             self.pinned = self.pinned and pin(self.gateway.pid, gateway_core)
             wait_ready(f"{self.gateway_url}/readyz", self.gateway)
@@ -254,13 +294,14 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=None)
     parser.add_argument("--router-model", type=Path, default=None)
     parser.add_argument("--profile-out", type=Path, default=None)
+    parser.add_argument("--trace-out", type=Path, default=None)
     parser.add_argument("--serve-baseline", choices=("canned", "httpx", "aiohttp"), default=None)
     parser.add_argument("--port", type=int, default=None)
     parser.add_argument("--worker-url", default=None)
     args = parser.parse_args()
     _exit_with_parent()
     if args.serve_gateway is not None:
-        serve_gateway(args.folder, args.serve_gateway, args.router_model, args.profile_out)
+        serve_gateway(args.folder, args.serve_gateway, args.router_model, args.profile_out, args.trace_out)
     elif args.serve_baseline is not None:
         serve_baseline(args.serve_baseline, args.port, args.worker_url)
     else:
