@@ -31,7 +31,8 @@ def describe_machine(extra: str = "") -> str:
 def python_speed_ns(steps: int = 200_000, rounds: int = 5) -> float:
     """ns per step of a fixed pure-Python loop, the fastest of ``rounds``: how fast this machine
     runs interpreter-bound code right now. The VM these benchmarks were written on changed speed
-    by 2-3x within minutes (~20 ns/step fast, ~40+ slow); a result means little without it."""
+    by 2-3x within minutes (55-100 ns/step within one slow afternoon); a result means little
+    without it."""
     best = float("inf")
     for _ in range(rounds):
         started = time.perf_counter_ns()
