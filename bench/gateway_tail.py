@@ -1,7 +1,7 @@
 """Where the gateway's concurrency-1 time goes, request by request: its slowest 1% against its fastest half.
 
     .venv/bin/python bench/gateway_tail.py [--router-model router.onnx] [--requests 3000]
-        [--payloads small|realistic] [--model auto|claude-haiku-4-5]
+        [--payloads small|realistic] [--model auto|claude-haiku-4-5] [--gateway-core 0|1]
 
 One simulated worker and the gateway (``bench/gateway_processes.py``: worker and client on
 core 0, gateway on core 1, event log on), one request at a time over a keep-alive socket. The
@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--payloads", choices=("small", "realistic"), default="small")
     parser.add_argument("--model", default="auto")
+    parser.add_argument("--gateway-core", type=int, default=1, help="0: the worker's and client's core")
     args = parser.parse_args()
     print(f"machine: {describe_machine()}")
     payloads = (
@@ -52,7 +53,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gateway-tail-") as tmp:
         folder = Path(tmp)
         trace = folder / "trace.json"
-        stack = Stack(folder, args.router_model, trace=trace)
+        stack = Stack(folder, args.router_model, gateway_core=args.gateway_core, trace=trace)
         try:
             client_ms = sequential(
                 {"gateway": stack.gateway_port}, {"gateway": bodies(payloads, args.model)}, args.requests
@@ -62,7 +63,7 @@ def main() -> None:
         rows = np.array(json.loads(trace.read_text()))[-len(client_ms) :]
     print(
         f"{len(client_ms):,} requests, {args.payloads} payloads, model {args.model}, "
-        f"router {args.router_model or 'static prior'}; ms:"
+        f"router {args.router_model or 'static prior'}, gateway on core {args.gateway_core}; ms:"
     )
     for name, values in segments(client_ms, rows).items():
         print(f"  {name:24s} {summary(values, client_ms)}")
