@@ -21,7 +21,8 @@ with ``model: auto``; added latency = the gateway's percentile minus the direct 
 ``--rounds`` repeats it (the VM this was built on changed speed by 2-3x within minutes) and
 the verdict is on the median round's added p99. (a') reads the gateway's own records of those
 requests: outcome ``e2e_ms`` minus the attempts' ``e2e_ms``, the time it spent outside the
-worker call (not blurred by the worker's own tail, but without uvicorn's parsing and writes).
+worker call (not blurred by the worker's own tail; without uvicorn's parsing, with the reply's
+write, since a non-streamed answer's books close after it; ``bench/gateway_tail.py`` splits it further).
 (b) saturation: ``--connections`` keep-alive connections of a raw asyncio client (uvloop; an
 SDK client would saturate first) send ``auto`` requests for ``--seconds``; req/s and req per
 gateway CPU-second (psutil, all its threads). Then open-loop Poisson arrivals at
