@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from features.catalog import Sku
+from features.identity_cache import IdentityCache
 from features.schema import CANDIDATE_FEATURES, REQUEST_FEATURES
 from features.task_classifier import predict_task_type
 from features.text_signals import detect_script, has_code
@@ -113,23 +114,20 @@ def candidate_features(sku: Sku, *, cache_hit: float) -> list[float]:
 
 
 _CACHE_HIT_INDEX = [spec.name for spec in CANDIDATE_FEATURES].index("expected_cache_hit")
-_sku_parts: dict[int, tuple[Sku, list[float]]] = {}  # id(sku) -> (sku, its encoded vector)
 
 
-def _sku_part(sku: Sku) -> list[float]:
-    """The SKU's own features, encoded once per Sku object (the gateway asks ~12 times a request;
-    keyed by identity: hashing a Sku costs more than encoding it)."""
-    cached = _sku_parts.get(id(sku))
-    if cached is None or cached[0] is not sku:
-        if len(_sku_parts) > 1024:  # catalogs reloaded many times over: start again
-            _sku_parts.clear()
-        values = {
-            "sku_tier": sku.tier,
-            "sku_generation": float(sku.generation),
-            "sku_long_context": sku.long_context,
-            "sku_price_input": sku.list_price.input,
-            "sku_price_output": sku.list_price.output,
-            "expected_cache_hit": 0.0,
-        }
-        cached = _sku_parts[id(sku)] = (sku, [spec.encode(values[spec.name]) for spec in CANDIDATE_FEATURES])
-    return cached[1]
+def _encoded_sku(sku: Sku) -> list[float]:
+    """The SKU's own features (the cache hit left at 0), in ``CANDIDATE_FEATURES`` order."""
+    values = {
+        "sku_tier": sku.tier,
+        "sku_generation": float(sku.generation),
+        "sku_long_context": sku.long_context,
+        "sku_price_input": sku.list_price.input,
+        "sku_price_output": sku.list_price.output,
+        "expected_cache_hit": 0.0,
+    }
+    return [spec.encode(values[spec.name]) for spec in CANDIDATE_FEATURES]
+
+
+# the gateway asks ~12 times a request; hashing a Sku costs more than encoding it
+_sku_part = IdentityCache(_encoded_sku)

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from features.catalog import Catalog
+from features.identity_cache import IdentityCache
 from router_model.policy import CandidatePrediction
 
 POLICY_TTFT_HEAD = "ttft_p90_ms"
@@ -44,21 +45,17 @@ def expected_costs(
     return ((prompt - cached) * rows[:, 0] + cached * rows[:, 1] + output * rows[:, 2]) / 1e6
 
 
-_RATE_TABLES: dict[int, tuple[Catalog, dict[str, int], np.ndarray]] = {}
-
-
-def _rate_table(catalog: Catalog) -> tuple[dict[str, int], np.ndarray]:
-    """``[n_skus, 3]`` USD per 1M input / cached input / output tokens, cached per catalog object."""
-    cached = _RATE_TABLES.get(id(catalog))
-    if cached is not None and cached[0] is catalog:
-        return cached[1], cached[2]
+def _build_rate_table(catalog: Catalog) -> tuple[dict[str, int], np.ndarray]:
+    """``[n_skus, 3]`` USD per 1M input / cached input / output tokens."""
     index = {name: i for i, name in enumerate(catalog.names)}
     rates = np.array(
         [[c.input, c.cached_input, c.output] for c in (catalog.serving_cost(name) for name in catalog.names)],
         dtype=np.float64,
     )
-    _RATE_TABLES[id(catalog)] = (catalog, index, rates)
     return index, rates
+
+
+_rate_table = IdentityCache(_build_rate_table)  # one table per catalog object
 
 
 def candidate_predictions(

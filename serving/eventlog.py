@@ -682,7 +682,7 @@ class EventLog:
 
     async def _offload(self, function: Callable[..., T], *args: object) -> T:
         """Run blocking writer work in a thread: the idle one while keeping up, else the pool."""
-        if self._writer_idle and self._idle_thread is not None:
+        if self._writer_idle:  # only ever set while the idle thread exists
             return await asyncio.get_running_loop().run_in_executor(self._idle_thread, function, *args)
         return await asyncio.to_thread(function, *args)
 
