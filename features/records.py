@@ -98,10 +98,6 @@ class CandidateScores:
         features = self.features.tolist()
         return [CandidateScore(sku, features[i], *(c[i] for c in columns)) for i, sku in enumerate(self.sku)]
 
-    def score(self, name: str) -> np.ndarray:
-        """One score for every candidate (a view)."""
-        return self.scores[SCORE_COLUMNS.index(name)]
-
     def __len__(self) -> int:
         return len(self.sku)
 
@@ -274,8 +270,8 @@ def records_to_table(records: typing.Sequence[object], record_type: type) -> pa.
 
     Each column is one ``pa.array`` call over plain Python values; a list column (feature
     vectors, names) is flattened into one child array plus offsets, a list of dataclasses into
-    one child array per field, and a decision's ``CandidateScores`` are concatenated field by
-    field. On a 2-core EPYC VM: ~5 µs per 12-candidate decision and ~1.5 µs per attempt or
+    one child array per field, and the decisions' ``CandidateScores`` are concatenated matrix by
+    matrix (``_candidates_column``). On a 2-core EPYC VM: ~5 µs per 12-candidate decision and ~1.5 µs per attempt or
     outcome (``bench/eventlog_throughput.py``), against ~55 µs per decision row-wise with
     candidate dataclasses (a dict per candidate, then ``Table.from_pydict``: one C call holding
     the GIL throughout, on the event log's thread, while the gateway's event loop waited for
