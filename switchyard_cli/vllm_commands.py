@@ -12,7 +12,7 @@ from features.catalog import CatalogError, load_catalog
 from features.deployment import DeploymentError, load_deployment, write_deployment
 from switchyard_cli.fleet_lifetime import run_fleet
 from switchyard_cli.vllm_env import VllmSetupError, ensure_environment
-from switchyard_cli.vllm_workers import DEFAULT_MAX_MODEL_LEN, VllmFleet, plan_servers
+from switchyard_cli.vllm_workers import DEFAULT_MAX_MODEL_LEN, VllmFleet, parse_cpus, plan_servers
 
 vllm_app = typer.Typer(
     no_args_is_help=True,
@@ -58,6 +58,13 @@ def up(
         typer.Option(help="a deployment map (e.g. the simulated fleet's) whose other entries are kept"),
     ] = None,
     log_dir: Annotated[Path, typer.Option(help="server logs")] = Path(".switchyard/vllm-logs"),
+    cpus: Annotated[
+        str | None,
+        typer.Option(
+            help="confine the servers to these CPUs, e.g. 2,3 (the rest stay with a gateway on this "
+            "machine); default: OpenMP threads bound round-robin, the rest unconfined"
+        ),
+    ] = None,
 ) -> None:
     """Start vLLM servers for SKUs of the catalog, write the deployment map, run until Ctrl-C / SIGTERM."""
     skus = sku or ["claude-haiku-4-5"]
@@ -70,8 +77,9 @@ def up(
         if elsewhere:
             raise CatalogError(f"the catalog does not deploy {', '.join(elsewhere)} in {region}")
         base = load_deployment(merge) if merge is not None else None
+        cores = None if cpus is None else parse_cpus(cpus)
         env = ensure_environment(log=typer.echo)
-    except (CatalogError, DeploymentError, VllmSetupError) as error:
+    except (CatalogError, DeploymentError, VllmSetupError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     specs = plan_servers(
@@ -80,6 +88,7 @@ def up(
         base_port=base_port,
         host=host,
         max_model_len=max_model_len,
+        cpus=cores,
     )
     fleet = VllmFleet(env, specs, log_dir)
 

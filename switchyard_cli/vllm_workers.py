@@ -8,8 +8,17 @@ stopping it stops vLLM's engine-core child process too.
 
 On CPU each server gets ``kv_cache_bytes`` of KV cache (``--kv-cache-memory-bytes``; 1 GiB
 by default, as ``VLLM_CPU_KVCACHE_SPACE=1`` would give) and its OpenMP threads bound to one
-core (replica *i* → core *i* mod CPUs): two servers left on vLLM's ``auto`` binding would
-both take core 0. Prefix caching is vLLM's default; ``--enable-prompt-tokens-
+core (replica *i* → the *i*-th of its CPUs, round-robin): two servers left on vLLM's ``auto``
+binding would both take core 0.
+
+``cpus`` confines a server's whole process tree (API server, engine core, their threads) to
+those CPUs. Without it only the OpenMP threads are bound and the rest floats over every core;
+on the 2-core VM this project is built on, two decoding CPU servers floating like that stalled
+*every* other process for up to 5 s at a time (an asyncio loop's 5 ms sleeps overshot by
+1.5-5 s, at nice 0 or with vLLM reniced to 10; none with the servers confined to one core, and
+none under two plain busy loops). A gateway sharing the machine then timed out its own
+connects to the workers. Co-located servers (the tests, ``switchyard workers vllm up --cpus``)
+leave the gateway its own cores. Prefix caching is vLLM's default; ``--enable-prompt-tokens-
 details`` makes usage carry ``cache_read_input_tokens``. Usage statistics reporting and hub
 look-ups are switched off (no network here, none needed).
 
@@ -46,14 +55,32 @@ class VllmServerSpec:
     port: int
     host: str = "127.0.0.1"
     cpu: int | None = None  # the core its OpenMP threads are bound to (CPU builds)
+    cpus: tuple[int, ...] | None = None  # the CPUs its whole process tree may use; None: any
     max_model_len: int = DEFAULT_MAX_MODEL_LEN
     kv_cache_bytes: int = DEFAULT_KV_CACHE_BYTES  # CPU builds
     extra_args: tuple[str, ...] = ()  # more vLLM options
     extra_env: tuple[tuple[str, str], ...] = ()  # more environment variables
 
+    def __post_init__(self) -> None:
+        if self.cpus is not None and (not self.cpus or (self.cpu is not None and self.cpu not in self.cpus)):
+            raise ValueError(f"cpus {self.cpus} must be non-empty and hold the OpenMP core {self.cpu}")
+
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+
+# ``python -c _ON_CPUS <cpu,cpu> <program> <args...>``: confine this process, then become the
+# program (the affinity mask is inherited by every thread and child it starts)
+_ON_CPUS = (
+    "import os, sys; os.sched_setaffinity(0, {int(c) for c in sys.argv[1].split(',')}); "
+    "os.execv(sys.argv[2], sys.argv[2:])"
+)
+
+
+def confined(python: Path | str, command: Sequence[str], cpus: Sequence[int]) -> list[str]:
+    """``command`` (its program an absolute path) run on ``cpus`` only, through ``python``."""
+    return [str(python), "-c", _ON_CPUS, ",".join(map(str, cpus)), *command]
 
 
 def server_command(env: VllmEnvironment, spec: VllmServerSpec) -> list[str]:
@@ -70,7 +97,8 @@ def server_command(env: VllmEnvironment, spec: VllmServerSpec) -> list[str]:
     if env.device == "cpu":
         command += ["--dtype", "float32", "--gpu-memory-utilization", "0.1"]
         command += ["--kv-cache-memory-bytes", str(spec.kv_cache_bytes)]
-    return [*command, *spec.extra_args]
+    command += spec.extra_args
+    return command if spec.cpus is None else confined(env.python, command, spec.cpus)
 
 
 def server_environment(env: VllmEnvironment, spec: VllmServerSpec) -> dict[str, str]:
@@ -224,10 +252,14 @@ def plan_servers(
     base_port: int,
     host: str = "127.0.0.1",
     max_model_len: int = DEFAULT_MAX_MODEL_LEN,
-    cpus: int | None = None,
+    cpus: Sequence[int] | None = None,
 ) -> list[VllmServerSpec]:
-    """``replicas`` servers per (sku, region) on consecutive ports, bound to cores round-robin."""
-    cpus = cpus or os.cpu_count() or 1
+    """``replicas`` servers per (sku, region) on consecutive ports, OpenMP threads bound to cores
+    round-robin: over ``cpus``, to which every server is then confined, or else over the cores
+    this process may use, with the servers' other threads left unconfined."""
+    cores = tuple(cpus) if cpus is not None else tuple(sorted(os.sched_getaffinity(0)))
+    if not cores:
+        raise ValueError("no CPUs to run the vLLM servers on")
     specs = []
     for sku, region in placements:
         for _ in range(replicas):
@@ -235,10 +267,30 @@ def plan_servers(
             specs.append(
                 VllmServerSpec(
                     sku=sku, region=region, port=base_port + index, host=host,
-                    cpu=index % cpus, max_model_len=max_model_len,
+                    cpu=cores[index % len(cores)], cpus=None if cpus is None else cores,
+                    max_model_len=max_model_len,
                 )
             )  # fmt: skip
     return specs
+
+
+def parse_cpus(text: str) -> tuple[int, ...]:
+    """``"2,3"`` → ``(2, 3)``: CPUs this process may use, each once; ValueError otherwise."""
+    allowed = os.sched_getaffinity(0)
+    try:
+        cores = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--cpus takes CPU numbers separated by commas, not {text!r}") from None
+    if len(set(cores)) != len(cores) or not set(cores) <= allowed:
+        raise ValueError(f"--cpus {text}: each CPU once, among those this process may use {sorted(allowed)}")
+    return cores
+
+
+def half_of_the_cpus() -> tuple[int, ...]:
+    """The upper half of the cores this process may use (the last one of two): where co-located
+    vLLM servers go so the lower half stays with the gateway and its clients."""
+    cores = sorted(os.sched_getaffinity(0))
+    return tuple(cores[len(cores) // 2 :])
 
 
 @contextlib.contextmanager

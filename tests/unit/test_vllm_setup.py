@@ -1,7 +1,12 @@
-"""The vLLM venv's bookkeeping and the server command lines (no vLLM needed: nothing is started)."""
+"""The vLLM venv's bookkeeping and the server command lines (no vLLM needed: no server starts;
+the CPU-affinity trampoline runs on plain Python)."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,6 +25,9 @@ from switchyard_cli.vllm_env import (
 from switchyard_cli.vllm_workers import (
     VllmFleet,
     VllmServerSpec,
+    confined,
+    half_of_the_cpus,
+    parse_cpus,
     plan_servers,
     server_command,
     server_environment,
@@ -70,9 +78,10 @@ def test_the_lock_lets_one_creator_in_at_a_time(tmp_path: Path) -> None:
 
 
 def test_servers_get_consecutive_ports_and_one_core_each() -> None:
-    specs = plan_servers([("a", "us"), ("b", "eu")], replicas=2, base_port=9000, cpus=2)
-    assert [(s.sku, s.region, s.port, s.cpu) for s in specs] == [
-        ("a", "us", 9000, 0), ("a", "us", 9001, 1), ("b", "eu", 9002, 0), ("b", "eu", 9003, 1),
+    specs = plan_servers([("a", "us"), ("b", "eu")], replicas=2, base_port=9000, cpus=(2, 5))
+    assert [(s.sku, s.region, s.port, s.cpu, s.cpus) for s in specs] == [
+        ("a", "us", 9000, 2, (2, 5)), ("a", "us", 9001, 5, (2, 5)),
+        ("b", "eu", 9002, 2, (2, 5)), ("b", "eu", 9003, 5, (2, 5)),
     ]  # fmt: skip
     deployment = VllmFleet(ENV, specs, Path("/logs")).deployment_map()
     assert deployment.endpoints("a", "us") == ("http://127.0.0.1:9000", "http://127.0.0.1:9001")
@@ -99,3 +108,45 @@ def test_servers_never_share_the_parents_prometheus_multiprocess_dir(monkeypatch
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/tmp/shared-metrics")
     spec = VllmServerSpec(sku="claude-haiku-4-5", region="us", port=8200, cpu=1, kv_cache_bytes=1 << 24)
     assert "PROMETHEUS_MULTIPROC_DIR" not in server_environment(ENV, spec)
+
+
+def test_without_cpus_only_the_openmp_threads_are_bound_over_the_usable_cores() -> None:
+    usable = sorted(os.sched_getaffinity(0))
+    specs = plan_servers([("a", "us")], replicas=3, base_port=9000)
+    assert [s.cpu for s in specs] == [usable[i % len(usable)] for i in range(3)]
+    assert all(s.cpus is None for s in specs)
+    assert server_command(ENV, specs[0])[:3] == ["/v/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
+
+
+def test_a_confined_server_runs_its_whole_command_through_the_affinity_trampoline() -> None:
+    spec = VllmServerSpec(sku="claude-haiku-4-5", region="us", port=8200, cpu=1, cpus=(1,))
+    command = server_command(ENV, spec)
+    assert command[:2] == ["/v/bin/python", "-c"] and command[3] == "1"
+    assert command[4:7] == ["/v/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
+    assert command[4:] == server_command(ENV, dataclasses.replace(spec, cpus=None))
+
+
+def test_the_trampoline_confines_the_program_and_the_children_it_starts() -> None:
+    cpu = max(os.sched_getaffinity(0))
+    report = (
+        "import os, subprocess, sys; print(sorted(os.sched_getaffinity(0))); "
+        "subprocess.run([sys.executable, '-c', 'import os; print(sorted(os.sched_getaffinity(0)))'])"
+    )
+    out = subprocess.run(
+        confined(sys.executable, [sys.executable, "-c", report], [cpu]),
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    assert out.splitlines() == [f"[{cpu}]", f"[{cpu}]"]  # the program, then its child
+
+
+def test_cpus_are_checked() -> None:
+    usable = sorted(os.sched_getaffinity(0))
+    assert parse_cpus(",".join(map(str, usable))) == tuple(usable)
+    for bad in ("", "a", "0,0", f"{max(usable) + 1}", "1;2"):
+        with pytest.raises(ValueError, match="--cpus"):
+            parse_cpus(bad)
+    with pytest.raises(ValueError, match="OpenMP core"):
+        VllmServerSpec(sku="a", region="us", port=1, cpu=0, cpus=(1,))
+    with pytest.raises(ValueError, match="non-empty"):
+        VllmServerSpec(sku="a", region="us", port=1, cpus=())
+    assert half_of_the_cpus() == tuple(usable[len(usable) // 2 :])
