@@ -41,6 +41,7 @@ from serving.background_threads import background_executor
 from serving.errors import ApiError, authentication_failed, error_body, invalid_request, not_found
 from serving.eventlog import EventLog
 from serving.gateway import Gateway, GatewayLimits
+from serving.loop_lag import LoopLagMonitor
 from serving.messages_endpoint import MessagesEndpoint
 from serving.metrics import GatewayMetrics
 from serving.prompt_cache import PromptCacheEstimate
@@ -164,6 +165,8 @@ async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -
     runtime = Runtime(gateway, pool, eventlog, champion, safe_mode, closers=closers)
     runtime.tasks.append(asyncio.create_task(champion.run(), name="champion-poll"))
     runtime.tasks.append(asyncio.create_task(safe_mode.run(), name="safe-mode-poll"))
+    loop_lag = LoopLagMonitor(metrics.loop_lag.observe)
+    runtime.tasks.append(asyncio.create_task(loop_lag.run(), name="loop-lag"))
     if live is not None:
         observe = live.observe
         eventlog.add_listener(lambda record: observe(record) if isinstance(record, AttemptRecord) else None)

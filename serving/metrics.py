@@ -29,6 +29,7 @@ _LATENCY_BUCKETS = (
     60.0,
     120.0,
 )
+_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _FAST_BUCKETS = (2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2)
 
 
@@ -99,6 +100,12 @@ class GatewayMetrics:
         )
         self.cost = Counter(
             "switchyard_serving_cost_usd_total", "Serving cost of accepted requests", ["sku"], registry=r
+        )
+        self.loop_lag = Histogram(
+            "switchyard_event_loop_lag_seconds",
+            "How late the event loop woke from a 100 ms sleep (its stalls: CPU starvation, blocking calls)",
+            buckets=_LAG_BUCKETS,
+            registry=r,
         )
         self.in_flight = Gauge("switchyard_in_flight_requests", "Admitted requests in flight", registry=r)
         self.router_info = Gauge(

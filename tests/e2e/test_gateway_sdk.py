@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -169,6 +170,12 @@ def test_models_health_and_metrics(stack: tuple[str, Path]) -> None:
         assert (
             "switchyard_requests_total" in metrics and "switchyard_router_decision_seconds_bucket" in metrics
         )
+        # the event loop's lag is sampled every 100 ms from start-up on
+        deadline = time.monotonic() + 5
+        while lag_samples(metrics) == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            metrics = http.get("/metrics").text
+        assert lag_samples(metrics) > 0
         # every worker endpoint: health from its /health, load from its own /metrics (scraped)
         healthy = series(metrics, "switchyard_worker_healthy")
         assert {(labels["sku"], labels["region"]) for labels, _ in healthy} == {
@@ -177,6 +184,11 @@ def test_models_health_and_metrics(stack: tuple[str, Path]) -> None:
         assert all(value == 1.0 for _, value in healthy)
         scraped = series(metrics, "switchyard_worker_scraped")
         assert {"running", "waiting", "kv_cache_usage"} <= {labels["signal"] for labels, _ in scraped}
+
+
+def lag_samples(metrics: str) -> float:
+    found = re.search(r"^switchyard_event_loop_lag_seconds_count (\S+)$", metrics, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
 
 
 def series(metrics: str, name: str) -> list[tuple[dict[str, str], float]]:
