@@ -19,7 +19,7 @@ splits into:
 For each: p50, p99, and the mean over the slowest 1% of requests (by client latency) and over
 the fastest half. A segment whose slowest-1% mean is far above its fastest-half mean is where
 the tail is made. The gateway reads its settings from the environment, so an A/B is two runs,
-e.g. ``SWITCHYARD_EVENTLOG_IDLE_WRITER=false`` (the VM this was built on drifts 2-3x in speed
+e.g. ``SWITCHYARD_EVENTLOG_IDLE_WRITER=true`` (the VM this was built on drifts 2-3x in speed
 within minutes: interleave them, and read the ``Python speed`` of the machine line).
 """
 

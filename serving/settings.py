@@ -219,11 +219,13 @@ class GatewaySettings(BaseSettings):
         "the GIL when the event loop wants it (CPython's default, 5 ms, shows up in the p99)",
     )
     background_thread_nice: int = Field(
-        default=10,
+        default=0,
         ge=0,
         le=19,
-        description="nice increment of the threads asyncio.to_thread uses (event log, polls, Feast): "
-        "the event loop takes the core from them at once (serving.background_threads)",
+        description="nice increment of the threads asyncio.to_thread uses (event log, polls, Feast). "
+        "Keep 0 unless the gateway has its cores to itself: with other processes keeping every core "
+        "busy, a low-priority thread preempted while it holds the GIL stalls the event loop (nice 10: "
+        "p99 loop lag 40 ms, worst ~1 s; ADR 0011, bench/loop_lag_under_contention.py)",
     )
     gc_freeze: bool = Field(
         default=True, description="gc.freeze() after start-up: collections skip the start-up objects"
@@ -284,9 +286,11 @@ class EventLogSettings(BaseSettings):
     retry_interval_s: float = Field(default=1.0, ge=0, description="first backoff after a failed write")
     max_retry_interval_s: float = Field(default=30.0, ge=0, description="the backoff doubles up to this")
     idle_writer: bool = Field(
-        default=True,
-        description="convert and write in a SCHED_IDLE thread while the writer keeps up, so the event "
-        "loop takes the core from it at once (serving.background_threads)",
+        default=False,
+        description="convert and write in a SCHED_IDLE thread while the writer keeps up (ADR 0009). "
+        "Only for a gateway with its cores to itself: with other processes keeping every core busy, "
+        "the idle thread is preempted while it holds the GIL and the event loop waits (p99 loop lag "
+        "0.4-0.7 s, worst 1.4 s; ADR 0011, bench/loop_lag_under_contention.py)",
     )
 
     @model_validator(mode="after")
