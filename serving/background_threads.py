@@ -21,10 +21,9 @@ when it is idle, but only a ~0.3% share of a saturated one): :func:`idle_thread_
 for work that can wait while the loop is busy, such as the event log's writer while it keeps
 up (``serving.eventlog``).
 
-Both are off by default (ADR 0011): when other processes keep every core busy, a lowered thread
-that holds the GIL is preempted and the event loop waits for the GIL until that thread runs
-again (p99 loop lag 40 ms at nice 10, 0.4-0.7 s in ``SCHED_IDLE``, 6-8 ms at nice 0;
-``bench/loop_lag_under_contention.py``). They suit a gateway that has its cores to itself.
+Both are off by default (ADR 0011, measured): when other processes keep every core busy, a
+lowered thread that holds the GIL is preempted and the event loop waits for the GIL until that
+thread runs again. They suit a gateway that has its cores to itself.
 """
 
 from __future__ import annotations

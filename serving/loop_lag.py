@@ -3,9 +3,7 @@
 Every request is served by one event loop. When that loop does not run (the process is starved
 of CPU, throttled by a container's CPU quota, or something blocks the loop), every timer in it
 fires late, and a worker's connect or first byte can look like a timeout that is really the
-gateway's own. On 2026-11-27 that is how CI failed: two vLLM CPU servers floating over both
-cores of the VM stalled the test process for 1.5-5 s, the gateway's 1 s connects to them "timed
-out" on both replicas and the client got a 529 (docs/vllm-workers.md).
+gateway's own (how CI once failed: ADR 0010).
 
 :class:`LoopLagMonitor` sleeps ``interval_s`` over and over and records how much later than
 asked it woke: ``switchyard_event_loop_lag_seconds`` (a histogram), and a warning in the log

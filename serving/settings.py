@@ -223,9 +223,8 @@ class GatewaySettings(BaseSettings):
         ge=0,
         le=19,
         description="nice increment of the threads asyncio.to_thread uses (event log, polls, Feast). "
-        "Keep 0 unless the gateway has its cores to itself: with other processes keeping every core "
-        "busy, a low-priority thread preempted while it holds the GIL stalls the event loop (nice 10: "
-        "p99 loop lag 40 ms, worst ~1 s; ADR 0011, bench/loop_lag_under_contention.py)",
+        "Keep 0 unless the gateway has its cores to itself: on busy cores a lowered thread that "
+        "holds the GIL stalls the event loop (ADR 0011)",
     )
     gc_freeze: bool = Field(
         default=True, description="gc.freeze() after start-up: collections skip the start-up objects"
@@ -288,9 +287,8 @@ class EventLogSettings(BaseSettings):
     idle_writer: bool = Field(
         default=False,
         description="convert and write in a SCHED_IDLE thread while the writer keeps up (ADR 0009). "
-        "Only for a gateway with its cores to itself: with other processes keeping every core busy, "
-        "the idle thread is preempted while it holds the GIL and the event loop waits (p99 loop lag "
-        "0.4-0.7 s, worst 1.4 s; ADR 0011, bench/loop_lag_under_contention.py)",
+        "Only for a gateway with its cores to itself: on busy cores the idle thread that holds the "
+        "GIL stalls the event loop (ADR 0011)",
     )
 
     @model_validator(mode="after")

@@ -12,13 +12,10 @@ core (replica *i* → the *i*-th of its CPUs, round-robin): two servers left on 
 binding would both take core 0.
 
 ``cpus`` confines a server's whole process tree (API server, engine core, their threads) to
-those CPUs. Without it only the OpenMP threads are bound and the rest floats over every core;
-on the 2-core VM this project is built on, two decoding CPU servers floating like that stalled
-*every* other process for up to 5 s at a time (an asyncio loop's 5 ms sleeps overshot by
-1.5-5 s, at nice 0 or with vLLM reniced to 10; none with the servers confined to one core, and
-none under two plain busy loops). A gateway sharing the machine then timed out its own
-connects to the workers. Co-located servers (the tests, ``switchyard workers vllm up --cpus``)
-leave the gateway its own cores. Prefix caching is vLLM's default; ``--enable-prompt-tokens-
+those CPUs. Without it only the OpenMP threads are bound and the rest floats over every core,
+where decoding servers can starve every co-located process for seconds (ADR 0010, measured);
+co-located servers (the tests, ``switchyard workers vllm up --cpus``) leave the gateway its
+own cores. Prefix caching is vLLM's default; ``--enable-prompt-tokens-
 details`` makes usage carry ``cache_read_input_tokens``. Usage statistics reporting and hub
 look-ups are switched off (no network here, none needed).
 
