@@ -1,0 +1,15 @@
+"""``switchyard eval``: the offline evaluation programs.
+
+Each command reads data, logs or MLflow and writes a report; none trains the production router.
+Each program lives in its own module and registers one command here.
+"""
+
+from __future__ import annotations
+
+import typer
+
+eval_app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Offline evaluation: routers on real outcome data, policies in the simulated worlds.",
+)
