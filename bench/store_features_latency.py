@@ -35,9 +35,9 @@ from machine import describe_machine
 from features.catalog import REGIONS, load_catalog
 from features.records import AttemptRecord
 from features.schema import names_in_group
+from offline.feast_adapter import copy_repo, feast_cli, materialize, open_repo
 from serving.live_push import LivePusher
 from serving.store_features import STORE_GROUPS, StoreCachePolicy, StoreFeatureReader, open_feature_store
-from training.feast_adapter import copy_repo, feast_cli, materialize, open_repo
 
 REPO = Path(__file__).resolve().parents[1] / "feature_repo"
 

@@ -142,7 +142,7 @@ def feast_lookup(feature_repo: Path | None) -> StoreLookup | None:
     """Feast's point-in-time retrieval over an applied repo (opened on first use); None without one."""
     if feature_repo is None or not (Path(feature_repo) / "data" / "registry.db").exists():
         return None
-    from training.feast_adapter import open_repo, point_in_time_features
+    from offline.feast_adapter import open_repo, point_in_time_features
 
     repo = functools.cache(lambda: open_repo(Path(feature_repo)))  # feast is a slow import: only if used
 

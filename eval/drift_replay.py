@@ -16,7 +16,7 @@ Three sources, each a :class:`~eval.drift_skew.Recomputation`, strongest first:
   hence the relative tolerance (``prompt_tokens_rtol``, 25%: wide enough for a real tokenizer,
   narrow enough for a unit or counting bug).
 - :func:`store_replay`: the store features through Feast's point-in-time retrieval at each
-  request's exact timestamp (``training.feast_adapter.point_in_time_features``: the join the
+  request's exact timestamp (``offline.feast_adapter.point_in_time_features``: the join the
   training set is built with). Rows served without any store feature (a router that does not
   use them, or the online store down) and rows the offline store does not cover are not
   compared but counted: low coverage makes the check a warning rather than a silent pass.

@@ -3,7 +3,7 @@
 :class:`StoreFeatureReader` returns the ``[n_candidates, len(STORE_FEATURE_NAMES)]`` block the
 router scores with, columns in ``features.schema.STORE_FEATURE_NAMES`` order (groups tenant,
 sku_live, tenant_sku), NaN where a value is unavailable — the same values, in the same
-order, that training's point-in-time join (``training.feast_adapter.point_in_time_features``)
+order, that training's point-in-time join (``offline.feast_adapter.point_in_time_features``)
 hands the model:
 
 - a missing row is NaN (the join's null → NaN);

@@ -70,7 +70,7 @@ def prepare(logs: Path, mlruns: Path, feature_repo: Path, days: int) -> None:
     if not (feature_repo / "data" / "registry.db").exists():
         _run("feature-tables", "--logs", str(logs), "--feature-repo", str(feature_repo))
     _step("features: materializing the Feast online store")
-    from training.feast_adapter import feast_cli
+    from offline.feast_adapter import feast_cli
 
     now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
     feast_cli(feature_repo, "materialize-incremental", now)

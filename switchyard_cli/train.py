@@ -87,7 +87,7 @@ def feature_tables_command(
     apply: Annotated[bool, typer.Option(help="Run `feast apply` in the repo afterwards.")] = True,
 ) -> None:
     """Compute tenant_profile, sku_live_stats and tenant_sku_history from the logs for Feast."""
-    from training.feast_adapter import feast_cli
+    from offline.feast_adapter import feast_cli
     from training.feature_tables import write_feature_tables
 
     counts = write_feature_tables(logs, tenants or logs / "tenants.parquet", feature_repo / "data")

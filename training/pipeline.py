@@ -26,12 +26,12 @@ from eval.drift_reference import reference_document, training_reference_sample
 from features.catalog import load_catalog
 from features.drift_verdict import DATA_CHECKS, flagged_windows
 from features.schema import FEATURE_SCHEMA_VERSION
+from offline.feast_adapter import feast_cli, open_repo, point_in_time_features
 from router_model.artifact import parse_artifact
 from router_model.policy import PolicyParams
 from router_model.scorer import RouterScorer
 from training import dataset
 from training.evaluation import FRONTIER_LAMBDAS, EvaluationReport, HeldOut, evaluate_stage, gate_input
-from training.feast_adapter import feast_cli, open_repo, point_in_time_features
 from training.feature_tables import write_feature_tables
 from training.gate import GateRules, GateVerdict, decide
 from training.mlflow_log import DIGEST_TAG, RunRecord, TrainingRegistry

@@ -26,6 +26,7 @@ from features.catalog import load_catalog
 from features.deployment import write_deployment
 from features.record_store import scan_records
 from features.records import DecisionRecord, FeedbackRecord, OutcomeRecord
+from offline.feast_adapter import copy_repo, feast_cli
 from serving.app import AppSettings
 from serving.settings import FeatureStoreSettings, GatewaySettings, TenantSettings, WorkerSettings
 from serving.tenant_registry import tenants_from_registry
@@ -41,7 +42,6 @@ from switchyard_cli.demo_traffic import (
     load_world,
     prepared_requests,
 )
-from training.feast_adapter import copy_repo, feast_cli
 from training.feature_tables import write_feature_tables
 from training.gate import GateRules
 from training.pipeline import TrainConfig, format_summary, run_training

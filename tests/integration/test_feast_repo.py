@@ -10,7 +10,7 @@ import pytest
 from features.record_store import write_records
 from features.records import AttemptRecord, FeedbackRecord, OutcomeRecord
 from features.schema import STORE_FEATURE_NAMES
-from training.feast_adapter import copy_repo, feast_cli, materialize, open_repo, point_in_time_features
+from offline.feast_adapter import copy_repo, feast_cli, materialize, open_repo, point_in_time_features
 from training.feature_tables import write_feature_tables
 
 pytestmark = pytest.mark.filterwarnings(

@@ -20,9 +20,9 @@ from features.live_stats import LIVE_STAT_NAMES
 from features.record_store import write_records
 from features.records import AttemptRecord, FeedbackRecord, OutcomeRecord
 from features.schema import STORE_FEATURE_NAMES, names_in_group
+from offline.feast_adapter import copy_repo, feast_cli, materialize, open_repo, point_in_time_features
 from serving.live_push import LivePusher
 from serving.store_features import StoreCachePolicy, StoreFeatureReader, open_feature_store
-from training.feast_adapter import copy_repo, feast_cli, materialize, open_repo, point_in_time_features
 from training.feature_tables import write_feature_tables
 
 pytestmark = pytest.mark.filterwarnings(

@@ -16,12 +16,12 @@ import polars as pl
 import pytest
 
 from features.schema import FEATURE_NAMES, STORE_FEATURE_NAMES
+from offline.feast_adapter import copy_repo, open_repo, point_in_time_features
 from router_model.artifact import HEADS
 from router_model.registry import REGISTERED_MODEL, RouterRegistry, tracking_uri_for
 from router_model.scorer import RouterScorer
 from simulator.bootstrap import BootstrapConfig, run_bootstrap
 from training import dataset
-from training.feast_adapter import copy_repo, open_repo, point_in_time_features
 from training.gate import GateRules
 from training.pipeline import TrainConfig, format_summary, run_training
 
