@@ -29,7 +29,14 @@ from features.catalog import REGIONS, Catalog, load_catalog
 from features.record_store import scan_records
 from features.records import DecisionRecord
 from features.schema import REQUEST_FEATURE_NAMES, TASK_TYPES
-from simulator.bootstrap import MANIFEST_NAME, BootstrapConfig, BootstrapRun, iter_window_records, prepare_run
+from simulator.bootstrap import (
+    MANIFEST_NAME,
+    BootstrapConfig,
+    BootstrapError,
+    BootstrapRun,
+    iter_window_records,
+    prepare_run,
+)
 from simulator.bootstrap_tables import WindowRecords
 from simulator.ground_truth import (
     GroundTruthParams,
@@ -39,6 +46,7 @@ from simulator.ground_truth import (
     failure_probabilities,
     load_factor,
     quality_probability,
+    truncated_quality,
     ttft_ms,
 )
 from simulator.prompts import PROMPT_SCRIPTS
@@ -49,8 +57,9 @@ class GroundTruthMismatch(RuntimeError):
     """The regenerated world does not match the logs (other code, parameters or catalog)."""
 
 
-def config_from_manifest(manifest: dict, root: Path) -> BootstrapConfig:
-    """The bootstrap configuration a ``_manifest.json`` describes (to regenerate its world)."""
+def config_from_manifest(manifest: dict, root: Path, *, outcomes_data: Path | None = None) -> BootstrapConfig:
+    """The bootstrap configuration a ``_manifest.json`` describes (to regenerate its world); a
+    real-outcomes world reads its data from ``outcomes_data``, else from where the manifest says."""
     per_day, windows = int(manifest["requests_per_day"]), int(manifest["windows_per_day"])
     config = BootstrapConfig(
         days=int(manifest["days"]),
@@ -61,6 +70,10 @@ def config_from_manifest(manifest: dict, root: Path) -> BootstrapConfig:
         epsilon=float(manifest["policy_epsilon"]),
         n_tenants=int(manifest["n_tenants"]),
         max_window_requests=math.ceil(per_day / windows),
+        world=manifest.get("world", "invented"),
+        outcomes_data=outcomes_data
+        or (Path(manifest["outcomes_data"]) if "outcomes_data" in manifest else None),
+        heldout_days=int(manifest.get("heldout_days", 1)),
     )
     if config.windows_per_day != windows:
         raise GroundTruthMismatch(f"cannot reproduce {windows} windows/day at {per_day} requests/day")
@@ -79,7 +92,7 @@ def _window_truth(run: BootstrapRun, window: RequestWindow, records: WindowRecor
     )
     names = np.array(truth.names)
     hint = records.request_features[:, REQUEST_FEATURE_NAMES.index("task_type")].astype(np.int64)
-    return pl.DataFrame(
+    frame = pl.DataFrame(
         {
             "request_id": pl.Series(records.request_id.to_pylist(), dtype=pl.String),
             "ts": pl.Series(records.ts_us, dtype=pl.Int64).cast(pl.Datetime("us", "UTC")),
@@ -110,6 +123,13 @@ def _window_truth(run: BootstrapRun, window: RequestWindow, records: WindowRecor
             "logged_served_p_good": pl.Series(out.p_good).fill_nan(None),
         }
     )
+    if run.real is not None:  # the real-outcomes world: P(good) per SKU is the data's score
+        frame = frame.with_columns(
+            prompt_id=req.prompt,  # type: ignore[attr-defined]
+            heldout_prompt=run.real.data.heldout[req.prompt],  # type: ignore[attr-defined]
+            p_good_by_sku=run.real.p_good(req.prompt),  # type: ignore[attr-defined]
+        )
+    return frame
 
 
 def _check_against_logs(truth: pl.DataFrame, root: Path, names: tuple[str, ...]) -> None:
@@ -153,15 +173,27 @@ def _check_against_logs(truth: pl.DataFrame, root: Path, names: tuple[str, ...])
         )
 
 
-def regenerate_ground_truth(logs_root: Path, *, verify: bool = True) -> pl.DataFrame:
+def regenerate_ground_truth(
+    logs_root: Path, *, verify: bool = True, outcomes_data: Path | None = None
+) -> pl.DataFrame:
     """The hidden truth of every request a bootstrap logged, one row per ``request_id``, in log order.
 
     Per-SKU columns (``load_by_sku``, ``cached_prefix_by_sku``, ``eligible_by_sku``) are arrays in
-    catalog order. Raises :class:`GroundTruthMismatch` if the regenerated world is not the logged one.
+    catalog order; a real-outcomes world adds ``prompt_id``, ``heldout_prompt`` and
+    ``p_good_by_sku`` (its data read from ``outcomes_data`` or the path in the manifest). Raises
+    :class:`GroundTruthMismatch` if the regenerated world is not the logged one.
     """
     root = Path(logs_root)
     manifest = json.loads((root / MANIFEST_NAME).read_text())
-    run = prepare_run(config_from_manifest(manifest, root))
+    try:
+        run = prepare_run(config_from_manifest(manifest, root, outcomes_data=outcomes_data))
+    except BootstrapError as error:
+        raise GroundTruthMismatch(f"cannot rebuild the logged world: {error}") from None
+    if run.real is not None and run.real.digest != manifest.get("outcomes_digest"):
+        raise GroundTruthMismatch(
+            f"the outcome data in {run.real.data.source} (digest {run.real.digest}) is not the data these "
+            f"logs were simulated from (digest {manifest.get('outcomes_digest')})"
+        )
     if run.params_digest != manifest["params_digest"]:
         raise GroundTruthMismatch("the simulator's parameters changed since these logs were written")
     if run.world.catalog.version != manifest["catalog_version"]:
@@ -213,7 +245,8 @@ def candidate_truth(
 ) -> pl.DataFrame:
     """True quality, TTFT and cost of (request_id, sku) pairs; raises on unknown requests or SKUs.
 
-    - ``p_good``: ``quality_probability`` (the SKU's ``max_output_tokens`` may cut the answer);
+    - ``p_good``: ``quality_probability`` (the SKU's ``max_output_tokens`` may cut the answer), or
+      in the real-outcomes world the ``p_good_by_sku`` entry, cut the same way;
     - ``expected_cached_tokens``: the logged prefix the SKU held × ``1 - P(evicted | load)``;
     - ``cost_usd`` / ``list_price_usd``: catalog serving cost / list price of the expected tokens;
     - ``ttft_expected_ms``: the mean over latency noise and eviction at the request's load;
@@ -244,7 +277,10 @@ def candidate_truth(
     load, prefix, prompt = per_sku("load_by_sku"), per_sku("cached_prefix_by_sku"), column("prompt_tokens")
     out, cut = answer_tokens(gt, s, column("output_tokens"), column("truncated"))
     task = truth["task"].cast(pl.Enum(list(TASK_TYPES))).to_physical().to_numpy()[row]
-    p_good = quality_probability(gt, s, task, column("difficulty"), prompt, cut)
+    if "p_good_by_sku" in truth.columns:  # the real-outcomes world: the data's score of the SKU's model
+        p_good = truncated_quality(gt.params, per_sku("p_good_by_sku"), cut)
+    else:
+        p_good = quality_probability(gt, s, task, column("difficulty"), prompt, cut)
     p_evict = cache_eviction_probability(gt.params, load)
     cached = prefix * (1.0 - p_evict)
     uncached = prompt - cached

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,9 @@ from simulator.logging_policy import (
 )
 from simulator.outcomes import OutcomeParams, RequestOutcomes, simulate_outcomes
 from simulator.prompt_cache_ttl import ServedEvents, tail_after
+from simulator.real_world import WORLDS, PolicyFacts, RealOutcomeWorld, build_real_world, iter_real_windows
 from simulator.served_signals import ServedSignals
+from simulator.sim_request import FactsColumns
 from simulator.workload import (
     US_PER_DAY,
     US_PER_S,
@@ -89,6 +92,9 @@ class BootstrapConfig:
     n_tenants: int = 2000
     max_window_requests: int = 50_000
     overwrite: bool = False
+    world: str = "invented"  # or "real-outcomes" (simulator.real_world)
+    outcomes_data: Path | None = None  # the real outcome data (real-outcomes world only)
+    heldout_days: int = 1  # real-outcomes: the last days draw held-out prompts only
 
     @property
     def windows_per_day(self) -> int:
@@ -160,14 +166,22 @@ def simulate_window(
     outcome_params: OutcomeParams,
     signals: ServedSignals,
     cache_tail: ServedEvents,
+    real: RealOutcomeWorld | None = None,
 ) -> WindowRecords:
-    """Decisions and outcomes of one window's requests (column-wise)."""
+    """Decisions and outcomes of one window's requests (column-wise); with ``real``, the window's
+    requests are a :class:`simulator.real_world.RealTurnTable` and quality is the real scores'."""
     catalog = world.catalog
     requests = window.requests
     n = len(requests)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2, window.index]))
     tenants = world.columns
-    facts = facts_columns(world, requests, signals)
+    if real is None:
+        facts: FactsColumns | PolicyFacts = facts_columns(world, requests, signals)
+        request_features = request_feature_matrix(facts)  # type: ignore[arg-type]
+        p_good_by_sku = None
+    else:
+        facts, request_features = real.request_facts(world, requests)  # type: ignore[arg-type]
+        p_good_by_sku = real.p_good(requests.prompt)  # type: ignore[attr-defined]
     skus = SkuAttributes.from_skus(catalog.skus)
     eligible = world.tenant_sku_mask[requests.tenant] & context_fits(
         skus, requests.prompt_tokens, requests.max_tokens
@@ -199,6 +213,7 @@ def simulate_window(
         truncated=requests.truncated,
         attempt_skus=attempt_skus,
         cache_tail=cache_tail,
+        p_good_by_sku=p_good_by_sku,
     )
     cache_hit = expected_cache_hit_matrix(outcomes.prefix_tokens, requests.prompt_tokens)
     priors = candidate_priors(
@@ -216,7 +231,7 @@ def simulate_window(
         surface=facts.surface,
         stream=requests.stream,
         prompt_tokens=requests.prompt_tokens,
-        request_features=request_feature_matrix(facts),
+        request_features=request_features,
         eligible=eligible,
         probabilities=probabilities,
         priors=priors,
@@ -282,6 +297,7 @@ class BootstrapRun:
     workload: WorkloadParams
     policy: LoggingPolicyConfig
     outcome_params: OutcomeParams
+    real: RealOutcomeWorld | None = None
 
     @property
     def start_us(self) -> int:
@@ -298,9 +314,15 @@ class BootstrapRun:
 
     @property
     def params_digest(self) -> str:
-        return _params_digest(
+        digest = _params_digest(
             self.tenant_params, self.world.params, self.workload, self.policy, self.outcome_params
         )
+        if self.real is None:
+            return digest
+        described = self.real.describe(self.world.catalog)
+        described.pop("outcomes_data")  # where the data lives does not matter, its bytes do
+        text = json.dumps([digest, described], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def prepare_run(
@@ -316,7 +338,26 @@ def prepare_run(
         workload=workload or WorkloadParams(requests_per_day=config.requests_per_day),
         policy=LoggingPolicyConfig(epsilon=config.epsilon),
         outcome_params=OutcomeParams(),
+        real=_real_world(config, catalog),
     )
+
+
+def _real_world(config: BootstrapConfig, catalog: Catalog) -> RealOutcomeWorld | None:
+    if config.world not in WORLDS:
+        raise BootstrapError(f"unknown world {config.world!r}; one of {', '.join(WORLDS)}")
+    if config.world == "invented":
+        return None
+    if config.outcomes_data is None:
+        raise BootstrapError("the real-outcomes world needs the outcome data (--outcomes-data PATH)")
+    if not 0 < config.heldout_days < config.days:
+        raise BootstrapError("the real-outcomes world needs 1 <= held-out days < days")
+    start = config.start
+    start_us = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp()) * US_PER_S
+    heldout_from_us = start_us + (config.days - config.heldout_days) * US_PER_DAY
+    try:
+        return build_real_world(catalog, config.outcomes_data, heldout_from_us=heldout_from_us)
+    except (OSError, ValueError) as error:
+        raise BootstrapError(f"cannot read the outcome data: {error}") from None
 
 
 def iter_window_records(run: BootstrapRun) -> Iterator[tuple[RequestWindow, WindowRecords]]:
@@ -330,14 +371,15 @@ def iter_window_records(run: BootstrapRun) -> Iterator[tuple[RequestWindow, Wind
     ttl_us = int(world.params.cache_ttl_s * US_PER_S)
     first_request = 0
     tail = ServedEvents.empty()
-    for window in iter_request_windows(
+    windows = (iter_request_windows if run.real is None else partial(iter_real_windows, real=run.real))(
         world,
         run.workload,
         seed=config.seed,
         start_us=run.start_us,
         window_us=run.window_us,
         windows=run.windows,
-    ):
+    )
+    for window in windows:
         records = simulate_window(
             world,
             window,
@@ -347,6 +389,7 @@ def iter_window_records(run: BootstrapRun) -> Iterator[tuple[RequestWindow, Wind
             outcome_params=run.outcome_params,
             signals=signals,
             cache_tail=tail,
+            real=run.real,
         )
         yield window, records
         served = ServedEvents(
@@ -411,7 +454,11 @@ def run_bootstrap(
         "catalog_version": catalog.version,
         "params_digest": run.params_digest,
         "counts": dict(summary.rows),
+        "world": config.world,
+        "heldout_days": config.heldout_days,
     }
+    if run.real is not None:
+        manifest |= run.real.describe(catalog)
     write_tenant_registry(world, config.out / TENANTS_NAME)
     manifest_tmp = config.out / f".{MANIFEST_NAME}.tmp"
     manifest_tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

@@ -234,8 +234,15 @@ def quality_probability(
     )
     probability = sigmoid(logit)
     if truncated is not None:
-        probability = np.where(truncated, probability * params.truncation_quality_factor, probability)
+        probability = truncated_quality(params, probability, truncated)
     return probability
+
+
+def truncated_quality(
+    params: GroundTruthParams, probability: np.ndarray, truncated: np.ndarray
+) -> np.ndarray:
+    """P(good) of answers cut at ``max_tokens`` keeps ``truncation_quality_factor`` of it."""
+    return np.where(truncated, probability * params.truncation_quality_factor, probability)
 
 
 def answer_tokens(

@@ -23,6 +23,7 @@ from simulator.ground_truth import (
     load_factor,
     quality_probability,
     tpot_ms,
+    truncated_quality,
     ttft_ms,
 )
 from simulator.prompt_cache_ttl import ServedEvents, cached_prefix_tokens
@@ -97,8 +98,13 @@ def simulate_outcomes(
     truncated: np.ndarray,
     attempt_skus: np.ndarray,
     cache_tail: ServedEvents,
+    p_good_by_sku: np.ndarray | None = None,
 ) -> RequestOutcomes:
-    """Simulate every attempt of every request; ``attempt_skus`` is [n, k] (chosen, fallbacks..., -1 pad)."""
+    """Simulate every attempt of every request; ``attempt_skus`` is [n, k] (chosen, fallbacks..., -1 pad).
+
+    ``p_good_by_sku`` ([n, sku]), if given, replaces the quality formula: P(good) on the serving
+    SKU is its entry (the real-outcomes world's scores), times the truncation factor if cut.
+    """
     gt = truth.params
     n, k = attempt_skus.shape
     hours = (ts_us / 3.6e9) % 24
@@ -168,13 +174,15 @@ def simulate_outcomes(
     slot = np.maximum(served_slot, 0)
     was_served = served_slot >= 0
     stop_max_tokens = was_served & cut[rows, slot]
-    p_good = np.where(
-        was_served,
-        quality_probability(
+    if p_good_by_sku is None:
+        served_quality = quality_probability(
             truth, np.maximum(served_sku, 0), task, difficulty, prompt_tokens, stop_max_tokens
-        ),
-        np.nan,
-    )
+        )
+    else:
+        served_quality = truncated_quality(
+            gt, p_good_by_sku[rows, np.maximum(served_sku, 0)], stop_max_tokens
+        )
+    p_good = np.where(was_served, served_quality, np.nan)
     good = was_served & (rng.random(n) < np.nan_to_num(p_good))
     judged = was_served & (rng.random(n) < params.judge_fraction)
     judge_score = np.where(rng.random(n) < gt.judge_flip_rate, ~good, good).astype(np.float64)

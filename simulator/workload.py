@@ -16,7 +16,7 @@ Anthropic Messages payload with :func:`render_payload`. ``facts_from_request(ren
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 
@@ -175,7 +175,7 @@ class TurnTable:
         return len(self.conversation_id)
 
     def take(self, index: np.ndarray) -> TurnTable:
-        return TurnTable(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        return type(self)(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
     @classmethod
     def concat(cls, tables: list[TurnTable]) -> TurnTable:
@@ -371,9 +371,20 @@ class RequestWindow:
 
 
 def iter_request_windows(
-    world: World, params: WorkloadParams, *, seed: int, start_us: int, window_us: int, windows: int
+    world: World,
+    params: WorkloadParams,
+    *,
+    seed: int,
+    start_us: int,
+    window_us: int,
+    windows: int,
+    transform: Callable[[TurnTable, int], TurnTable] | None = None,
 ) -> Iterator[RequestWindow]:
-    """Consecutive windows of requests in time order; turns that fall after their window carry over."""
+    """Consecutive windows of requests in time order; turns that fall after their window carry over.
+
+    ``transform(table, window index)``, if given, rewrites each window's new conversations before
+    they are split by arrival time (the real-outcomes world puts real prompts in them).
+    """
     carried: TurnTable | None = None
     next_id = 0
     for index in range(windows):
@@ -381,7 +392,9 @@ def iter_request_windows(
         rng = np.random.default_rng(np.random.SeedSequence([seed, 1, index]))
         fresh = generate_conversations(world, params, rng, start_us=begin, end_us=end, first_id=next_id)
         next_id += int((fresh.turn == 1).sum())
-        table = fresh if carried is None else TurnTable.concat([carried, fresh])
+        if transform is not None:
+            fresh = transform(fresh, index)
+        table = fresh if carried is None else type(fresh).concat([carried, fresh])
         due = table.ts_us < end
         carried = table.take(np.flatnonzero(~due))
         window = table.take(np.flatnonzero(due))

@@ -26,6 +26,20 @@ def bootstrap_command(
     ] = 0.1,
     tenants: Annotated[int, typer.Option(min=10, help="Number of simulated tenants.")] = 2000,
     overwrite: Annotated[bool, typer.Option(help="Replace event logs already under --out.")] = False,
+    world: Annotated[
+        str,
+        typer.Option(
+            help="The simulated world: `invented` (formula quality) or `real-outcomes` (real prompts and "
+            "per-SKU scores from --outcomes-data; docs/simulator.md §7)."
+        ),
+    ] = "invented",
+    outcomes_data: Annotated[
+        Path | None,
+        typer.Option(help="Real outcome data for --world real-outcomes (LLMRouter's dcrouter files)."),
+    ] = None,
+    heldout_days: Annotated[
+        int, typer.Option(min=1, help="real-outcomes: last days drawn from held-out prompts only.")
+    ] = 1,
 ) -> None:
     """Simulate N days under the exploring rule policy and write decision/attempt/outcome/feedback logs."""
     try:
@@ -41,10 +55,13 @@ def bootstrap_command(
         epsilon=epsilon,
         n_tenants=tenants,
         overwrite=overwrite,
+        world=world,
+        outcomes_data=outcomes_data,
+        heldout_days=heldout_days,
     )
     typer.echo(
         f"bootstrap: {days} days x ~{requests_per_day:,} requests/day, seed {seed}, "
-        f"{config.windows_per_day} window(s)/day -> {out}"
+        f"{config.windows_per_day} window(s)/day, {world} world -> {out}"
     )
     try:
         summary = run_bootstrap(config, progress=typer.echo)
