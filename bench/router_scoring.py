@@ -41,6 +41,7 @@ from features.catalog import load_catalog
 from features.request import candidate_features, facts_from_request, request_features
 from features.schema import STORE_FEATURE_NAMES
 from features.vector import assemble_rows
+from offline.logged import load_window
 from router_model.artifact import RouterArtifact, load_artifact, parse_artifact
 from router_model.candidates import POLICY_HEADS, candidate_predictions, expected_costs
 from router_model.policy import PolicyParams, choose_sku
@@ -49,7 +50,7 @@ from router_model.scorer import RouterScorer
 from simulator.bootstrap import BootstrapConfig, run_bootstrap
 from simulator.workload import US_PER_HOUR, WorkloadParams, generate_conversations, render_payload
 from simulator.world import build_world
-from training import dataset
+from training.dataset import training_rows
 from training.train import TrainParams, train_router
 
 TARGET_P99_US = 100.0
@@ -66,8 +67,8 @@ def train_small_router() -> RouterArtifact:
             days=2, requests_per_day=5000, n_tenants=400, start=date(2026, 11, 1), out=logs
         )
         run_bootstrap(config)
-        requests = dataset.load_window(logs, None, None, max_requests=None, seed=0)
-        rows = dataset.training_rows(requests, no_store_features, weight_clip=10.0)
+        requests = load_window(logs, None, None, max_requests=None, seed=0)
+        rows = training_rows(requests, no_store_features, weight_clip=10.0)
         trained = train_router(rows, TrainParams(), check_rows=rows.features, extra_metadata={})
         trees = {head: model.booster_.num_trees() for head, model in trained.models.items()}
         print(f"trained {trained.router_version} on {rows.frame.height:,} rows; trees per head {trees}")

@@ -9,7 +9,7 @@ catalog. Ties go to the SKU earlier in catalog order, so every function is deter
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from features.catalog import Catalog, load_catalog
 from features.record_store import scan_records
 from features.records import DecisionRecord
 from features.schema import CANDIDATE_FEATURE_NAMES, REQUEST_FEATURE_NAMES
+from router_model.policy import PolicyParams, utility_of
 from simulator.logging_policy import (
     LoggingPolicyConfig,
     SkuAttributes,
@@ -179,7 +180,7 @@ def oracle(
     catalog: Catalog | None = None,
 ) -> tuple[pl.DataFrame, float]:
     """USES THE TRUTH. Per request, the eligible SKU of highest true utility
-    ``p_good − λ · cost_usd / budget_usd − μ · max(0, ttft_expected_ms − slo) / slo``.
+    (``router_model.policy.utility_of`` of ``p_good``, ``cost_usd`` and ``ttft_expected_ms``).
 
     With ``slo_ttft_ms`` set, candidates whose expected TTFT misses it are dropped unless all do
     (then the fastest stays), and μ prices lateness: ``router_model.policy`` at ε = 0, fed the
@@ -190,19 +191,28 @@ def oracle(
     frame = truth_by_candidate.filter(pl.col("eligible"))
     dense = _Dense.of(frame, names)
     quality = dense.matrix(frame["p_good"].to_numpy())
-    cost = dense.matrix(frame["cost_usd"].to_numpy()) / budget_usd
+    cost_usd = dense.matrix(frame["cost_usd"].to_numpy())
     allowed = dense.eligible
+    known_ttft = np.zeros(allowed.shape)  # no SLO: lateness is not priced
     if slo_ttft_ms is not None:
         ttft = dense.matrix(frame["ttft_expected_ms"].to_numpy(), np.inf)
-        quality = quality - latency_multiplier * np.maximum(0.0, ttft - slo_ttft_ms) / slo_ttft_ms
         feasible = allowed & (ttft <= slo_ttft_ms)
         fastest = np.zeros_like(allowed)
         fastest[np.arange(len(ttft)), np.argmin(ttft, axis=1)] = True
         allowed = np.where(feasible.any(axis=1)[:, None], feasible, fastest)
+        known_ttft = np.where(dense.eligible, ttft, 0.0)  # ineligible cells are never chosen
+    params = PolicyParams(
+        latency_multiplier=latency_multiplier if slo_ttft_ms is not None else 0.0,
+        epsilon=0.0,
+        slo_ttft_ms=slo_ttft_ms or 1.0,
+        budget_usd=budget_usd,
+    )
+    budget_share = cost_usd / budget_usd
 
     def pick(lam: float) -> tuple[np.ndarray, float]:
-        best = np.argmin(np.where(allowed, -(quality - lam * cost), np.inf), axis=1)
-        return best, float(cost[np.arange(len(best)), best].mean()) if len(best) else 0.0
+        utility = utility_of(quality, cost_usd, known_ttft, replace(params, cost_multiplier=lam))
+        best = np.argmin(np.where(allowed, -utility, np.inf), axis=1)
+        return best, float(budget_share[np.arange(len(best)), best].mean()) if len(best) else 0.0
 
     if cost_multiplier is None:
         low, high = 0.0, 1.0

@@ -19,7 +19,6 @@ of the CLI is the worst check: 0 ok, 1 warning, 2 critical.
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from eval.drift_data import logged_range, served_window
 from eval.drift_features import FeatureDriftResult, FeatureDriftRules, feature_drift
 from eval.drift_outcomes import OutcomeResult, OutcomeRules, outcome_drift
 from eval.drift_reference import DriftReference, parse_range, reference_from_logs, reference_from_run
-from eval.drift_replay import StoreLookup, record_replay, store_replay
+from eval.drift_replay import record_replay, store_replay
 from eval.drift_skew import Recomputation, SkewResult, SkewRules, compare_served
 from features.catalog import Catalog, load_catalog
 from features.drift_verdict import (
@@ -43,6 +42,7 @@ from features.drift_verdict import (
     DriftVerdict,
     publish_verdict,
 )
+from offline.rows import StoreLookup
 
 Progress = Callable[[str], None]
 
@@ -142,14 +142,9 @@ def feast_lookup(feature_repo: Path | None) -> StoreLookup | None:
     """Feast's point-in-time retrieval over an applied repo (opened on first use); None without one."""
     if feature_repo is None or not (Path(feature_repo) / "data" / "registry.db").exists():
         return None
-    from offline.feast_adapter import open_repo, point_in_time_features
+    from offline.feast_adapter import store_lookup
 
-    repo = functools.cache(lambda: open_repo(Path(feature_repo)))  # feast is a slow import: only if used
-
-    def lookup(entities: pl.DataFrame) -> pl.DataFrame:
-        return point_in_time_features(repo(), entities)
-
-    return lookup
+    return store_lookup(Path(feature_repo))
 
 
 def run_drift(

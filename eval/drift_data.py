@@ -7,7 +7,7 @@ router predicted for that SKU (``pred_*``) and what happened (``obs_*``).
 
 - **Current** (:func:`served_window`): decisions in ``[start, end)`` of the current feature
   schema, joined with the serving attempt, the outcome's cost and the quality label
-  (``training.dataset.quality_labels``: the judge first, else users).
+  (``offline.logged.logged_requests``, the join training reads too: the judge first, else users).
 - **Reference from the logs** (a date range): the same, for an earlier window.
 - **Reference from a training run** (``eval.drift_reference``): the sample of the training
   matrix the champion was trained on, with the champion's predictions and the labels.
@@ -19,21 +19,20 @@ rows where the prediction and the observation are about the same SKU.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
 
 from features.record_store import scan_records
-from features.records import AttemptRecord, DecisionRecord, FeedbackRecord, OutcomeRecord
+from features.records import DecisionRecord
 from features.schema import (
     CANDIDATE_FEATURE_NAMES,
     FEATURE_NAMES,
-    FEATURE_SCHEMA_VERSION,
     REQUEST_FEATURE_NAMES,
     STORE_FEATURE_NAMES,
 )
-from training.dataset import quality_labels
+from offline.logged import dates_between, logged_requests, window_keys
 
 META_COLUMNS: tuple[str, ...] = (
     "request_id",
@@ -59,12 +58,6 @@ OBS_COLUMNS: tuple[str, ...] = (
 FRAME_COLUMNS: tuple[str, ...] = META_COLUMNS + FEATURE_NAMES + PRED_COLUMNS + OBS_COLUMNS
 
 
-def _dates(start: datetime, end: datetime, *, slack_days: int = 0) -> list[str]:
-    """UTC dates ``[start, end]`` (+ ``slack_days`` after), for partition pruning."""
-    first, last = start.date(), (end + timedelta(days=slack_days)).date()
-    return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
-
-
 def _vector_columns(column: str, names: tuple[str, ...]) -> list[pl.Expr]:
     return [pl.col(column).list.get(i).cast(pl.Float64).alias(name) for i, name in enumerate(names)]
 
@@ -78,92 +71,44 @@ def served_window(
     seed: int = 0,
 ) -> pl.DataFrame:
     """One row per decision with ``start <= ts < end`` (a seeded sample of at most ``max_requests``)."""
-    root = Path(logs)
-    decisions = (
-        scan_records(root, DecisionRecord)
-        .filter(pl.col("date").is_in(_dates(start, end)))
-        .filter((pl.col("ts") >= start) & (pl.col("ts") < end))
-        .filter(pl.col("feature_schema_version") == FEATURE_SCHEMA_VERSION)
+    keys = window_keys(logs, start, end, max_requests=max_requests, seed=seed)
+    requests = logged_requests(
+        logs,
+        keys,
+        decision_dates=dates_between(start, end),
+        # an outcome completing after midnight is in the next date; later feedback is not waited for
+        outcome_dates=dates_between(start, end, slack_days=1),
     )
-    keys = decisions.select("request_id", "ts").collect().sort("ts", "request_id")
-    if max_requests is not None and keys.height > max_requests:
-        keys = keys.sample(max_requests, seed=seed).sort("ts", "request_id")
-    ids = keys.lazy().select("request_id")
-    chosen = (
-        decisions.join(ids, on="request_id", how="semi")
-        .select(
-            "request_id",
-            "ts",
-            "region",
-            "tenant_id",
+    return (
+        requests.rename({"chosen_sku": "sku"})
+        .explode("candidates")
+        .filter(pl.col("candidates").struct.field("sku") == pl.col("sku"))
+        .unique("request_id", keep="first")
+        .with_columns(
             pl.col("tier").alias("logged_tier"),
             pl.col("surface").alias("logged_surface"),
             pl.col("stream").alias("logged_stream"),
-            "router_version",
-            pl.col("chosen_sku").alias("sku"),
-            "request_features",
-            "store_features",
-            "candidates",
-        )
-        .explode("candidates")
-        .filter(pl.col("candidates").struct.field("sku") == pl.col("sku"))
-        .with_columns(
             pl.col("candidates").struct.field("features").alias("candidate_features"),
             pl.col("candidates").struct.field("p_quality").alias("pred_p_quality"),
             pl.col("candidates").struct.field("ttft_ms").alias("pred_ttft_ms"),
             pl.col("candidates").struct.field("output_tokens").alias("pred_output_tokens"),
             pl.col("candidates").struct.field("cost_usd").alias("pred_cost_usd"),
+            pl.col("ttft_ms").alias("obs_ttft_ms"),
+            pl.col("e2e_ms").alias("obs_e2e_ms"),
+            pl.col("output_tokens").alias("obs_output_tokens"),
+            pl.col("cost_usd").alias("obs_cost_usd"),
+            pl.col("quality_label").cast(pl.Float64).alias("obs_good"),
+            pl.col("served_prompt_tokens").alias("worker_prompt_tokens"),
         )
         .with_columns(
             *_vector_columns("request_features", REQUEST_FEATURE_NAMES),
             *_vector_columns("candidate_features", CANDIDATE_FEATURE_NAMES),
             *_vector_columns("store_features", STORE_FEATURE_NAMES),
         )
-        .unique("request_id", keep="first")
-    )
-    later = _dates(start, end, slack_days=1)  # an outcome completing after midnight is in the next date
-    served = (
-        scan_records(root, AttemptRecord)
-        .filter(pl.col("date").is_in(later) & (pl.col("status") == "ok"))
-        .join(ids, on="request_id", how="semi")
-        .select(
-            "request_id",
-            pl.col("sku").alias("served_sku"),
-            pl.col("attempt").alias("served_attempt"),
-            pl.col("ttft_ms").alias("obs_ttft_ms"),
-            pl.col("e2e_ms").alias("obs_e2e_ms"),
-            pl.col("output_tokens").cast(pl.Float64).alias("obs_output_tokens"),
-            (pl.col("input_tokens") + pl.col("cached_tokens")).cast(pl.Float64).alias("worker_prompt_tokens"),
-        )
-        .unique("request_id", keep="first")
-    )
-    outcomes = (
-        scan_records(root, OutcomeRecord)
-        .filter(pl.col("date").is_in(later))
-        .join(ids, on="request_id", how="semi")
-    )
-    feedback = (  # feedback later than the next UTC day is not waited for
-        scan_records(root, FeedbackRecord)
-        .filter(pl.col("date").is_in(later))
-        .join(ids, on="request_id", how="semi")
-    )
-    labels = quality_labels(outcomes, feedback).select(
-        "request_id", pl.col("quality_label").cast(pl.Float64).alias("obs_good")
-    )
-    costs = outcomes.select("request_id", pl.col("cost_usd").alias("obs_cost_usd"))
-    frame = (
-        chosen.join(served, on="request_id", how="left")
-        .join(costs, on="request_id", how="left")
-        .join(labels, on="request_id", how="left")
-        .with_columns(
-            ((pl.col("served_sku") == pl.col("sku")) & (pl.col("served_attempt") == 0))
-            .fill_null(False)
-            .alias("first_attempt_ok")
-        )
         .select(FRAME_COLUMNS)
         .collect()
+        .sort("ts", "request_id")
     )
-    return frame.sort("ts", "request_id")
 
 
 def logged_range(logs: Path) -> tuple[datetime, datetime] | None:

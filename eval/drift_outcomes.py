@@ -38,6 +38,7 @@ import polars as pl
 from scipy.spatial.distance import jensenshannon
 
 from features.drift_verdict import CheckVerdict, Status, worst
+from offline.reference import sku_shares
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,12 +240,6 @@ def sku_outcome(
         severity=severity,
         reasons=tuple(reasons),
     )
-
-
-def sku_shares(frame: pl.DataFrame) -> dict[str, float]:
-    counts = frame["sku"].value_counts()
-    total = counts["count"].sum() or 1
-    return {sku: count / total for sku, count in counts.iter_rows()}
 
 
 def outcome_drift(

@@ -24,8 +24,6 @@ Three sources, each a :class:`~eval.drift_skew.Recomputation`, strongest first:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import polars as pl
 
@@ -33,9 +31,7 @@ from eval.drift_skew import Recomputation, Tolerance
 from features.catalog import Catalog
 from features.request import candidate_features
 from features.schema import CANDIDATE_FEATURE_NAMES, STORE_FEATURE_NAMES, SURFACES, TENANT_TIERS
-
-StoreLookup = Callable[[pl.DataFrame], pl.DataFrame]
-"""Entities (request_id, tenant_id, sku, region, ts) → the same rows with ``STORE_FEATURE_NAMES``."""
+from offline.rows import StoreLookup
 
 STATIC_CANDIDATE_FEATURES = tuple(n for n in CANDIDATE_FEATURE_NAMES if n != "expected_cache_hit")
 MIN_STORE_COVERAGE = 0.5

@@ -8,11 +8,12 @@ features in ``features.schema.STORE_FEATURE_NAMES`` order.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -99,3 +100,14 @@ def point_in_time_features(repo: FeatureRepo, entities: pl.DataFrame) -> pl.Data
         "_row", *[pl.col(name).cast(pl.Float64).fill_null(float("nan")) for name in STORE_FEATURE_NAMES]
     )
     return entities.with_row_index("_row").join(features, on="_row", how="left").sort("_row").drop("_row")
+
+
+def store_lookup(repo_path: Path) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """``point_in_time_features`` over the applied repo at ``repo_path``, opened on first use
+    (``feast`` is a slow import); an ``offline.rows.StoreLookup``."""
+    repo = functools.cache(lambda: open_repo(Path(repo_path)))
+
+    def lookup(entities: pl.DataFrame) -> pl.DataFrame:
+        return point_in_time_features(repo(), entities)
+
+    return lookup

@@ -21,6 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    import numpy as np
+    import polars as pl
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +63,26 @@ class RoutingDecision:
     explored: bool
 
 
-def utility(prediction: CandidatePrediction, params: PolicyParams) -> float:
-    lateness = max(0.0, prediction.ttft_ms - params.slo_ttft_ms) / params.slo_ttft_ms
+Number = TypeVar("Number", float, "np.ndarray", "pl.Series", "pl.Expr")
+
+
+def utility_of(p_quality: Number, cost_usd: Number, ttft_ms: Number, params: PolicyParams) -> Number:
+    """The utility formula, the only copy: elementwise over floats, numpy arrays or polars columns.
+
+    ``max(0, x)`` is written ``(x + |x|) / 2``, which is exact in floating point and the same
+    expression for every one of those types.
+    """
+    over = ttft_ms - params.slo_ttft_ms
+    lateness = (over + abs(over)) / 2 / params.slo_ttft_ms
     return (
-        prediction.p_quality
-        - params.cost_multiplier * prediction.cost_usd / params.budget_usd
+        p_quality
+        - params.cost_multiplier * cost_usd / params.budget_usd
         - params.latency_multiplier * lateness
     )
+
+
+def utility(prediction: CandidatePrediction, params: PolicyParams) -> float:
+    return utility_of(prediction.p_quality, prediction.cost_usd, prediction.ttft_ms, params)
 
 
 def action_probabilities(

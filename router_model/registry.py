@@ -1,7 +1,7 @@
 """The model registry as serving sees it: resolve an alias, fetch the router artifact.
 
 The only MLflow code on the serving side. Training registers versions and moves aliases
-(``training/registry.py``); serving only reads. MLflow keeps runs and the registry in a
+(``training/mlflow_log.py``); serving and the offline evaluation programs only read. MLflow keeps runs and the registry in a
 SQLite database under ``mlruns/`` with artifacts beside it (docs/adr/0003).
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from router_model.artifact import RouterArtifact, parse_artifact
 
@@ -58,6 +59,19 @@ class RouterRegistry:
             version = self._client.get_model_version_by_alias(REGISTERED_MODEL, alias)
         except MlflowException:
             return None
+        return self._download(version)
+
+    def load_version(self, version: str) -> RegisteredRouter | None:
+        """Download and check the artifact of a version number; None when there is no such version."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self._client.get_model_version(REGISTERED_MODEL, str(version))
+        except MlflowException:
+            return None
+        return self._download(found)
+
+    def _download(self, version: Any) -> RegisteredRouter:
         with tempfile.TemporaryDirectory(prefix="switchyard-router-") as folder:
             path = self._client.download_artifacts(version.run_id, f"{ARTIFACT_DIR}/{ARTIFACT_FILE}", folder)
             model_bytes = Path(path).read_bytes()

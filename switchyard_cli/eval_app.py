@@ -13,3 +13,7 @@ eval_app = typer.Typer(
     add_completion=False,
     help="Offline evaluation: routers on real outcome data, policies in the simulated worlds.",
 )
+
+from switchyard_cli.eval_simulated import simulated_command  # noqa: E402
+
+eval_app.command("simulated")(simulated_command)

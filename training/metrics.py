@@ -1,10 +1,8 @@
-"""Held-out evaluation: per-head metrics, the learned policy's choices, off-policy value.
+"""Held-out evaluation of a trained router: per-head metrics, its policy's choices, off-policy value.
 
-Pure functions over arrays and polars frames. The policy is ``router_model.policy`` itself
-(``choose_sku`` at ε = 0), fed each candidate's predictions: ``p_quality``, ``ttft_p90_ms``
-as the TTFT the SLO filter and latency penalty see (a p90 keeps the p99 SLO honest where a
-median would not), and the expected serving cost of the predicted output tokens plus the
-request's prompt tokens split by the candidate's expected cache hit (``Catalog.request_cost_usd``).
+Pure functions over arrays and polars frames. The policy replay (``offline.replay``) and the
+off-policy estimators (``offline.ope``) are the offline core's; this module adds the heads'
+own metrics (AUC, log-loss, calibration, pinball losses) and puts them together.
 """
 
 from __future__ import annotations
@@ -15,12 +13,9 @@ import numpy as np
 import polars as pl
 
 from features.catalog import Catalog
-from router_model.candidates import candidate_predictions
-from router_model.candidates import expected_costs as candidate_costs
-from router_model.policy import PolicyParams, choose_sku
-
-PACING_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
-REWARD_SOURCE = "judge"  # judge scores sample requests at random; user feedback favours bad answers
+from offline.ope import OffPolicyValue, logged_value, rewards, snips
+from offline.replay import expected_costs, paced_choices, policy_choices
+from router_model.policy import PolicyParams
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -111,88 +106,6 @@ def head_metrics(
     return metrics
 
 
-def expected_costs(frame: pl.DataFrame, output_tokens: np.ndarray, catalog: Catalog) -> np.ndarray:
-    """Serving cost of each candidate row: its prompt split by expected cache hit, predicted output."""
-    return candidate_costs(
-        catalog,
-        frame["sku"].to_numpy(),
-        frame["prompt_tokens"].to_numpy(),
-        frame["expected_cache_hit"].to_numpy(),
-        output_tokens,
-    )
-
-
-def policy_choices(
-    frame: pl.DataFrame, predictions: dict[str, np.ndarray], costs: np.ndarray, params: PolicyParams
-) -> pl.DataFrame:
-    """``[request_id, sku, expected_cost_usd]``: ``choose_sku`` at ε = 0 over each request's candidate rows."""
-    params = replace(params, epsilon=0.0)
-    request = frame["_request"].to_numpy()
-    starts = np.flatnonzero(np.r_[True, request[1:] != request[:-1]])
-    ends = np.r_[starts[1:], len(request)]
-    skus = frame["sku"].to_list()
-    ids = frame["request_id"].to_list()
-    candidates_all = candidate_predictions(skus, predictions, costs)
-    cost = costs.tolist()
-    chosen, chosen_cost = [], []
-    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-        sku = choose_sku(candidates_all[start:end], params, 0.0).chosen_sku
-        chosen.append(sku)
-        chosen_cost.append(cost[start + skus[start:end].index(sku)])
-    return pl.DataFrame(
-        {"request_id": [ids[i] for i in starts.tolist()], "sku": chosen, "expected_cost_usd": chosen_cost}
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class OffPolicyValue:
-    """Self-normalised IPS estimate of a policy's mean reward on the logged held-out requests."""
-
-    value: float
-    standard_error: float
-    cost_per_request_usd: float  # SNIPS of the logged serving cost: does the policy keep the budget?
-    matched: int  # requests where the policy agrees with the logged action
-    effective_samples: float  # (Σw)² / Σw²
-    requests: int
-
-
-def rewards(logged: pl.DataFrame, params: PolicyParams) -> pl.DataFrame:
-    """``quality − λ·cost/budget − μ·lateness`` of the logged action, on requests the judge scored."""
-    lateness = ((pl.col("outcome_ttft_ms").fill_null(0.0) - params.slo_ttft_ms) / params.slo_ttft_ms).clip(
-        0.0
-    )
-    return logged.filter(
-        (pl.col("quality_source") == REWARD_SOURCE) & pl.col("quality_label").is_not_null()
-    ).with_columns(
-        (
-            pl.col("quality_label").cast(pl.Float64)
-            - params.cost_multiplier * pl.col("cost_usd") / params.budget_usd
-            - params.latency_multiplier * lateness
-        ).alias("reward")
-    )
-
-
-def logged_value(rewarded: pl.DataFrame) -> float:
-    """The logging policy's own (on-policy) mean reward."""
-    return float(rewarded["reward"].mean()) if rewarded.height else float("nan")  # type: ignore[arg-type]
-
-
-def snips(choices: pl.DataFrame, rewarded: pl.DataFrame) -> OffPolicyValue:
-    """SNIPS of a deterministic policy: Σ w·r / Σ w with w = 1[choice = logged] / propensity."""
-    joined = rewarded.join(choices.rename({"sku": "target"}), on="request_id", how="inner")
-    match = (joined["target"] == joined["chosen_sku"]).to_numpy()
-    weights = np.where(match, 1.0 / joined["propensity"].to_numpy(), 0.0)
-    reward = joined["reward"].to_numpy()
-    total = weights.sum()
-    if total == 0:
-        return OffPolicyValue(float("nan"), float("nan"), float("nan"), 0, 0.0, joined.height)
-    value = float((weights * reward).sum() / total)
-    se = float(np.sqrt(np.sum(weights**2 * (reward - value) ** 2)) / total)
-    ess = float(total**2 / np.sum(weights**2))
-    cost = float((weights * joined["cost_usd"].to_numpy()).sum() / total)
-    return OffPolicyValue(value, se, cost, int(match.sum()), ess, joined.height)
-
-
 @dataclass(frozen=True, eq=False)
 class RouterEvaluation:
     """One router on the held-out rows: predictions, metrics, its ε = 0 choices and their value."""
@@ -203,26 +116,6 @@ class RouterEvaluation:
     metrics: dict[str, float]
     choices: pl.DataFrame
     value: OffPolicyValue
-
-
-def paced_choices(
-    frame: pl.DataFrame,
-    predictions: dict[str, np.ndarray],
-    costs: np.ndarray,
-    params: PolicyParams,
-    grid: tuple[float, ...] = PACING_GRID,
-) -> tuple[float, pl.DataFrame]:
-    """The smallest λ of ``grid`` whose *predicted* mean cost is within budget, and its choices.
-
-    Offline, this is where serving's budget pacer (``pace_cost_multiplier``) settles: λ only
-    as high as the budget needs. With no λ within budget, the largest.
-    """
-    lam, choices = 0.0, pl.DataFrame()
-    for lam in sorted(grid):
-        choices = policy_choices(frame, predictions, costs, replace(params, cost_multiplier=lam))
-        if choices["expected_cost_usd"].mean() <= params.budget_usd:  # type: ignore[operator]
-            break
-    return lam, choices
 
 
 def evaluate_router(
@@ -258,21 +151,3 @@ def evaluate_router(
         else float("nan"),  # type: ignore[arg-type]
     }
     return RouterEvaluation(predictions, costs, params, metrics, choices, value)
-
-
-def snips_difference(
-    choices: pl.DataFrame, other: pl.DataFrame, rewarded: pl.DataFrame
-) -> tuple[float, float]:
-    """SNIPS(choices) − SNIPS(other) on the same requests, and its paired (linearised) standard error."""
-    a, b = snips(choices, rewarded), snips(other, rewarded)
-    joined = rewarded.join(choices.select("request_id", pl.col("sku").alias("a")), on="request_id").join(
-        other.select("request_id", pl.col("sku").alias("b")), on="request_id"
-    )
-    logged, propensity = joined["chosen_sku"], joined["propensity"].to_numpy()
-    reward = joined["reward"].to_numpy()
-    w_a = np.where((joined["a"] == logged).to_numpy(), 1.0 / propensity, 0.0)
-    w_b = np.where((joined["b"] == logged).to_numpy(), 1.0 / propensity, 0.0)
-    if w_a.sum() == 0 or w_b.sum() == 0:
-        return float("nan"), float("nan")
-    influence = w_a * (reward - a.value) / w_a.sum() - w_b * (reward - b.value) / w_b.sum()
-    return a.value - b.value, float(np.sqrt(np.sum(influence**2)))

@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import polars.selectors as cs
 
 from features.schema import ALL_FEATURES, FEATURE_NAMES, FEATURE_SCHEMA_VERSION
+from offline.evaluation_runs import flat_table
+from offline.reference import DOCUMENT_PATH, SAMPLE_PATH
 from router_model.registry import (
     ARTIFACT_DIR,
     ARTIFACT_FILE,
@@ -43,7 +44,7 @@ class RunRecord:
     tags: Mapping[str, str]
     model_bytes: bytes
     reference_sample: pl.DataFrame  # training feature matrix sample, for drift monitoring
-    tables: Mapping[str, pl.DataFrame]  # e.g. baselines, frontier, reliability → eval/<name>.csv
+    tables: Mapping[str, pl.DataFrame]  # e.g. reliability → eval/<name>.csv
     importance: Mapping[str, Mapping[str, float]]
     summary: Mapping[str, Any]  # the gate and run summary → summary.json
     reference_info: Mapping[str, Any] = field(default_factory=dict)  # → reference/reference.json
@@ -120,11 +121,10 @@ class TrainingRegistry:
             (router / ARTIFACT_FILE).write_bytes(record.model_bytes)
             (root / "feature_schema.json").write_text(json.dumps(feature_schema_document(), indent=2))
             (root / "summary.json").write_text(json.dumps(record.summary, indent=2, default=str))
-            reference = root / "reference"
-            reference.mkdir()
-            record.reference_sample.write_parquet(reference / "training_sample.parquet")
+            (root / SAMPLE_PATH).parent.mkdir(parents=True)
+            record.reference_sample.write_parquet(root / SAMPLE_PATH)
             if record.reference_info:
-                (reference / "reference.json").write_text(json.dumps(record.reference_info, indent=2))
+                (root / DOCUMENT_PATH).write_text(json.dumps(record.reference_info, indent=2))
             tables = root / "eval"
             tables.mkdir()
             for name, table in record.tables.items():
@@ -166,19 +166,10 @@ class TrainingRegistry:
             self._client.set_tag(run_id, key, str(value))
 
 
-def flat_table(table: pl.DataFrame) -> pl.DataFrame:
-    """Struct columns spread into ``<column>.<field>`` columns; list columns dropped (CSV-friendly)."""
-    for name, dtype in table.schema.items():
-        if isinstance(dtype, pl.Struct):
-            fields = [f"{name}.{field.name}" for field in dtype.fields]
-            table = table.with_columns(pl.col(name).struct.rename_fields(fields)).unnest(name)
-    return table.select(~(cs.list() | cs.array()))
-
-
 def write_plots(
     folder: Path, tables: Mapping[str, pl.DataFrame], importance: Mapping[str, Mapping[str, float]]
 ) -> list[Path]:
-    """calibration.png, cost_quality_frontier.png and feature_importance.png (Agg, no pyplot state)."""
+    """calibration.png and feature_importance.png (Agg, no pyplot state)."""
     from matplotlib.figure import Figure
 
     written = []
@@ -191,8 +182,6 @@ def write_plots(
         axes.set(xlabel="predicted P(good)", ylabel="observed share good", title="Calibration (held-out)")
         axes.legend()
         written.append(_save(figure, folder / "calibration.png"))
-    if "frontier" in tables and tables["frontier"].height:
-        written.append(_frontier_plot(folder / "cost_quality_frontier.png", tables))
     if importance:
         heads = list(importance)
         figure = Figure(figsize=(10, 8))
@@ -206,88 +195,6 @@ def write_plots(
         figure.tight_layout()
         written.append(_save(figure, folder / "feature_importance.png"))
     return written
-
-
-def _frontier_plot(path: Path, tables: Mapping[str, pl.DataFrame]) -> Path:
-    """λ sweeps, the learned hull (mixtures), baselines as labelled points, and each baseline's match."""
-    from matplotlib.figure import Figure
-
-    from eval.matched_cost import efficient_hull, frontier_points
-
-    frontier = tables["frontier"]
-    figure = Figure(figsize=(8, 5.5))
-    axes = figure.subplots()
-    for policy in frontier["policy"].unique(maintain_order=True).to_list():
-        points = frontier.filter(pl.col("policy") == policy).sort("cost_multiplier")
-        axes.plot(points["cost_per_request_usd"], points["quality"], marker="o", label=f"{policy} (λ sweep)")
-        if policy == "learned":
-            _label_lambdas(axes, frontier, points)
-    hull = efficient_hull(frontier_points(frontier))
-    if len(hull) > 1:  # a straight segment is a random mix of its two ends, so the cost axis stays linear
-        axes.plot(
-            [p.cost_usd for p in hull],
-            [p.quality for p in hull],
-            linestyle="--",
-            color="grey",
-            label="learned: mixtures of two λ (upper hull)",
-        )
-    if "baselines" in tables:
-        for row in tables["baselines"].iter_rows(named=True):
-            if row["policy"] == "learned":
-                continue  # the paced λ, already on the sweep
-            marker = "s" if row["uses_truth"] else "x"
-            axes.scatter(row["cost_per_request_usd"], row["quality"], marker=marker, color="black", zorder=3)
-            axes.annotate(
-                row["policy"],
-                (row["cost_per_request_usd"], row["quality"]),
-                fontsize=8,
-                xytext=(4, 4),
-                textcoords="offset points",
-            )
-    if "matched_cost" in tables:
-        matched = tables["matched_cost"].filter(pl.col("learned_quality").is_not_null())
-        for row in matched.iter_rows(named=True):
-            cost = row["baseline_cost_usd"]
-            axes.plot(
-                [cost, cost],
-                [row["baseline_quality"], row["learned_quality"]],
-                linestyle=":",
-                color="green" if row["margin"] > 0 else "red",
-            )
-        if matched.height:
-            axes.scatter(
-                matched["baseline_cost_usd"],
-                matched["learned_quality"],
-                marker="*",
-                s=80,
-                color=["green" if margin > 0 else "red" for margin in matched["margin"]],
-                zorder=3,
-                label="learned at the baseline's cost (green: beats, red: does not)",
-            )
-    axes.set(
-        xlabel="serving cost per request (USD)",
-        ylabel="true quality",
-        title="Cost–quality frontier (simulated world)",
-    )
-    axes.legend(fontsize=7, loc="lower right")
-    figure.tight_layout()
-    return _save(figure, path)
-
-
-def _label_lambdas(axes: Any, frontier: pl.DataFrame, points: pl.DataFrame) -> None:
-    """λ next to each point; runs of points that nearly coincide get one label ("λ=8–64")."""
-    span_cost = float(frontier["cost_per_request_usd"].max() - frontier["cost_per_request_usd"].min()) or 1.0
-    span_quality = float(frontier["quality"].max() - frontier["quality"].min()) or 1.0
-    groups: list[list[tuple[float, float, float]]] = []
-    for lam, cost, quality in points.select("cost_multiplier", "cost_per_request_usd", "quality").rows():
-        last = groups[-1][0] if groups else None
-        if last and abs(cost - last[1]) < 0.02 * span_cost and abs(quality - last[2]) < 0.02 * span_quality:
-            groups[-1].append((lam, cost, quality))
-        else:
-            groups.append([(lam, cost, quality)])
-    for group in groups:
-        lams = f"{group[0][0]:g}" if len(group) == 1 else f"{group[0][0]:g}–{group[-1][0]:g}"
-        axes.annotate(f"λ={lams}", group[0][1:], fontsize=6, xytext=(3, -8), textcoords="offset points")
 
 
 def _save(figure: Any, path: Path) -> Path:

@@ -1,7 +1,7 @@
 """The nightly ``make train-router`` job, wired: one function per stage, I/O here and nowhere else.
 
 feature tables → ``feast apply`` → dataset (Feast point-in-time join) → LightGBM heads → ONNX +
-parity → held-out evaluation (heads, policy vs baselines, off-policy value vs the champion) →
+parity → held-out evaluation (heads, off-policy value vs the logging policy and the champion) →
 MLflow run + registered version + gate → alias. Deterministic for a seed: the same logs give
 byte-identical ONNX bytes, and a model identical to a registered version is not registered again.
 """
@@ -21,17 +21,18 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from eval.drift_outcomes import sku_shares
-from eval.drift_reference import reference_document, training_reference_sample
 from features.catalog import load_catalog
 from features.drift_verdict import DATA_CHECKS, flagged_windows
 from features.schema import FEATURE_SCHEMA_VERSION
+from offline import logged
 from offline.feast_adapter import feast_cli, open_repo, point_in_time_features
+from offline.reference import reference_document, sku_shares, training_reference_sample
+from offline.rows import ModelRows, evaluation_rows
 from router_model.artifact import parse_artifact
 from router_model.policy import PolicyParams
 from router_model.scorer import RouterScorer
-from training import dataset
-from training.evaluation import FRONTIER_LAMBDAS, EvaluationReport, HeldOut, evaluate_stage, gate_input
+from training.dataset import training_rows
+from training.evaluation import EvaluationReport, HeldOut, evaluate_stage, gate_input
 from training.feature_tables import write_feature_tables
 from training.gate import GateRules, GateVerdict, decide
 from training.mlflow_log import DIGEST_TAG, RunRecord, TrainingRegistry
@@ -55,7 +56,6 @@ class TrainConfig:
     train: TrainParams = field(default_factory=TrainParams)
     policy: PolicyParams = field(default_factory=lambda: PolicyParams(epsilon=0.0))
     gate: GateRules = field(default_factory=GateRules)
-    frontier_lambdas: tuple[float, ...] = FRONTIER_LAMBDAS
     reference_rows: int = 20_000
     drift_dir: Path | None = None  # the drift monitor's state (.switchyard/drift); None: not consulted
 
@@ -83,9 +83,6 @@ class TrainResult:
     champion_before: str | None
     verdict: GateVerdict
     metrics: dict[str, float]
-    baselines: pl.DataFrame | None
-    frontier: pl.DataFrame | None = None  # the λ sweep (learned and oracles), simulated world only
-    matched_cost: pl.DataFrame | None = None  # learned quality at each baseline's cost
     seconds: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
 
@@ -114,8 +111,8 @@ def peak_rss_mb() -> float:
 
 @dataclass(frozen=True, eq=False)
 class _Data:
-    split: dataset.TimeSplit
-    train_rows: dataset.ModelRows
+    split: logged.TimeSplit
+    train_rows: ModelRows
     held_out: HeldOut
     requests: tuple[int, int]  # training and held-out requests (after sampling)
 
@@ -123,23 +120,23 @@ class _Data:
 def _load_data(config: TrainConfig, progress: Progress) -> _Data:
     logs = Path(config.logs)
     lookup = partial(point_in_time_features, open_repo(Path(config.feature_repo)))
-    split = dataset.time_split(logs, config.eval_days)
-    train = dataset.load_window(
+    split = logged.time_split(logs, config.eval_days)
+    train = logged.load_window(
         logs, None, split.test_start, max_requests=config.max_train_requests, seed=config.seed
     )
-    held_out = dataset.load_window(
+    held_out = logged.load_window(
         logs, split.test_start, None, max_requests=config.max_eval_requests, seed=config.seed
     )
-    train_rows = dataset.training_rows(train, lookup, weight_clip=config.weight_clip)
+    train_rows = training_rows(train, lookup, weight_clip=config.weight_clip)
     labels = train_rows.frame["quality_label"].drop_nulls()
     base_rate = float(labels.mean()) if labels.len() else 0.5  # type: ignore[arg-type]
-    eval_rows = dataset.evaluation_rows(held_out, lookup)
+    eval_rows = evaluation_rows(held_out, lookup)
     progress(
         f"  train {split.train_dates[0]}..{split.train_dates[-1]}: {train.height:,} requests → "
         f"{train_rows.frame.height:,} rows; held out {', '.join(split.eval_dates)}: "
         f"{held_out.height:,} requests → {eval_rows.frame.height:,} candidate rows"
     )
-    held = HeldOut(eval_rows, dataset.logged_outcomes(held_out), base_rate)
+    held = HeldOut(eval_rows, logged.logged_outcomes(held_out), base_rate)
     return _Data(split, train_rows, held, (train.height, held_out.height))
 
 
@@ -169,13 +166,9 @@ def run_training(config: TrainConfig, progress: Progress = print) -> TrainResult
             trained.model_bytes,
             data.held_out,
             registry,
-            logs=logs,
-            split=split,
             train_rows=data.train_rows,
             train=config.train,
             policy=config.policy,
-            lambdas=config.frontier_lambdas,
-            seed=config.seed,
             ablation=config.weight_ablation,
         )
     with stages.stage("mlflow_gate"):
@@ -254,13 +247,10 @@ def _log_and_gate(
         champion_before=report.champion_version,
         verdict=verdict,
         metrics=metrics,
-        baselines=report.tables.get("baselines"),
-        frontier=report.tables.get("frontier"),
-        matched_cost=report.tables.get("matched_cost"),
     )
 
 
-def input_window(split: dataset.TimeSplit) -> tuple[datetime, datetime]:
+def input_window(split: logged.TimeSplit) -> tuple[datetime, datetime]:
     """``[first training midnight, the day after the last held-out date)``: every log the run reads."""
     first, last = date.fromisoformat(split.train_dates[0]), date.fromisoformat(split.eval_dates[-1])
     return (
@@ -269,7 +259,7 @@ def input_window(split: dataset.TimeSplit) -> tuple[datetime, datetime]:
     )
 
 
-def data_flags(drift_dir: Path, split: dataset.TimeSplit) -> list[str]:
+def data_flags(drift_dir: Path, split: logged.TimeSplit) -> list[str]:
     """The drift monitor's unresolved critical skew/drift verdicts over the run's input, one line each."""
     lines = []
     for verdict in flagged_windows(drift_dir, *input_window(split)):
@@ -282,58 +272,13 @@ def data_flags(drift_dir: Path, split: dataset.TimeSplit) -> list[str]:
     return lines
 
 
-def _reference_sample(rows: dataset.ModelRows, trained: TrainedRouter, config: TrainConfig) -> pl.DataFrame:
+def _reference_sample(rows: ModelRows, trained: TrainedRouter, config: TrainConfig) -> pl.DataFrame:
     """A seeded sample of the training rows with the model's predictions, for the drift monitor."""
     n = min(config.reference_rows, rows.frame.height)
     keep = np.sort(np.random.default_rng(config.seed).choice(rows.frame.height, n, replace=False))
     features = rows.features[keep]
     predictions = RouterScorer(parse_artifact(trained.model_bytes)).score(features)
     return training_reference_sample(rows.frame[keep], features, predictions, load_catalog())
-
-
-def _frontier_lines(result: TrainResult) -> list[str]:
-    """The learned λ sweep on one line, and the matched-cost table (simulated world only)."""
-    lines = []
-    if result.frontier is not None and result.frontier.height:
-        learned = result.frontier.filter(pl.col("policy") == "learned").sort("cost_multiplier")
-        points = "  ".join(
-            f"λ={lam:g} {quality:.3f}@${cost:.4f}"
-            for lam, quality, cost in learned.select(
-                "cost_multiplier", "quality", "cost_per_request_usd"
-            ).rows()
-        )
-        lines.append(f"learned over λ (true quality @ cost/request)  {points}")
-    table = result.matched_cost
-    if table is not None and table.height:
-        m, n = result.metrics, table.height
-        lines.append(
-            f"matched cost: learned beats {m['matched.beaten_at_no_more_cost']:.0f} of {n} baselines on "
-            f"quality at equal or lower cost ({m['matched.beaten']:.0f} at equal cost mixing two λ, "
-            f"{m['matched.beaten_pure']:.0f} with one λ at no more cost); {m['matched.out_of_range']:.0f} "
-            "outside the learned frontier's cost range"
-        )
-        lines.append(
-            f"  {'baseline':<12} {'quality':>7} {'cost':>8}   {'learned at that cost':<22} {'verdict':<13} "
-            "best single λ at no more cost"
-        )
-        for row in table.iter_rows(named=True):
-            learned = (
-                "-"
-                if row["learned_quality"] is None
-                else f"{row['learned_quality']:.3f} ({row['margin']:+.3f})"
-            )
-            pure = row["pure_verdict"]
-            if row["pure_quality"] is not None:
-                pure = (
-                    f"λ={row['pure_cost_multiplier']:g} {row['pure_quality']:.3f} @ "
-                    f"${row['pure_cost_usd']:.4f} ({row['pure_margin']:+.3f}): {pure}"
-                )
-            cost = f"${row['baseline_cost_usd']:.4f}"
-            lines.append(
-                f"  {row['baseline']:<12} {row['baseline_quality']:>7.3f} {cost:>8}   "
-                f"{learned:<22} {row['verdict']:<13} {pure}"
-            )
-    return lines
 
 
 def format_summary(result: TrainResult) -> str:
@@ -352,40 +297,18 @@ def format_summary(result: TrainResult) -> str:
         + (f"; champion {m['champion.policy.value']:.4f})" if "champion.policy.value" in m else ")"),
     ]
     if "policy.value_minus_champion" in m:
-        true = (
-            f"; true quality {m['baseline.learned.quality']:.4f} vs {m['champion.true_quality']:.4f}"
-            if "champion.true_quality" in m
-            else ""
-        )
         lines.append(
             f"vs champion    SNIPS difference {m['policy.value_minus_champion']:+.4f} ± "
-            f"{m['policy.value_minus_champion_se']:.4f} (paired){true}"
+            f"{m['policy.value_minus_champion_se']:.4f} (paired)"
         )
     if "ablation.quality.log_loss" in m:
         names = ("unweighted", "weighted") if m["ablation.use_weights"] else ("weighted", "unweighted")
-        true = (
-            f" / true quality {m['baseline.learned.quality']:.4f} vs {m['ablation.true_quality']:.4f}"
-            if "ablation.true_quality" in m
-            else ""
-        )
         lines.append(
             f"quality weights  {names[0]} (used) vs {names[1]}: log-loss {m['quality.log_loss']:.4f} vs "
             f"{m['ablation.quality.log_loss']:.4f} / IPW log-loss {m['quality.log_loss_ipw']:.4f} vs "
             f"{m['ablation.quality.log_loss_ipw']:.4f} / SNIPS value {m['policy.value']:.4f} vs "
-            f"{m['ablation.policy.value']:.4f}{true}"
+            f"{m['ablation.policy.value']:.4f}"
         )
-    if result.baselines is not None:
-        columns = [
-            "policy",
-            "quality",
-            "cost_per_request_usd",
-            "ttft_p50_ms",
-            "ttft_p99_ms",
-            "slo_miss_share",
-        ]
-        with pl.Config(tbl_rows=20, tbl_cols=10, float_precision=4, tbl_hide_dataframe_shape=True):
-            lines.append(str(result.baselines.select(columns)))
-    lines += _frontier_lines(result)
     if result.duplicate_of is not None:
         same = "the current champion" if result.duplicate_of == result.champion_before else "registered"
         lines.append(f"identical to {same} version {result.duplicate_of}: no new version, no alias moved")

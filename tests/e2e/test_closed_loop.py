@@ -20,13 +20,15 @@ from pathlib import Path
 
 import httpx
 import polars as pl
+import pytest
 from gateway_harness import running_gateway
 
+from eval.simulated_router import NotSimulated, SimulatedEvalConfig, run_simulated_evaluation
 from features.catalog import load_catalog
 from features.deployment import write_deployment
 from features.record_store import scan_records
 from features.records import DecisionRecord, FeedbackRecord, OutcomeRecord
-from offline.feast_adapter import copy_repo, feast_cli
+from offline.feast_adapter import copy_repo, feast_cli, store_lookup
 from serving.app import AppSettings
 from serving.settings import FeatureStoreSettings, GatewaySettings, TenantSettings, WorkerSettings
 from serving.tenant_registry import tenants_from_registry
@@ -130,8 +132,12 @@ def test_gateway_traffic_trains_a_champion_that_the_running_gateway_picks_up(tmp
             config = TrainConfig(logs=logs, feature_repo=repo, mlruns=mlruns, seed=0, gate=gate)
             result = run_training(config, progress=lambda line: None)
             assert result.verdict.promote, format_summary(result)
-            # held out: today, the gateway's traffic -- not simulated, so no simulated-world tables
-            assert result.baselines is None
+            # held out: today, the gateway's traffic -- not simulated: eval's simulated-world program
+            # has no truth to judge the champion on, and says so
+            with pytest.raises(NotSimulated, match="not simulated traffic"):
+                run_simulated_evaluation(
+                    SimulatedEvalConfig(logs=logs, mlruns=mlruns, feature_repo=repo), store_lookup(repo)
+                )
 
             detail = _wait_for_router(url, result.version)
             assert detail["router"]["trained"] is True

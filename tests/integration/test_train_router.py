@@ -2,7 +2,8 @@
 
 One module-scoped bootstrap (3 days × ~6K requests) and one mlruns folder; the runs build on
 each other: a first run registers a champion, a rerun on the same data gives the same bytes
-and registers nothing, a run on a tiny sample is worse and stays challenger.
+and registers nothing, a run on a tiny sample is worse and stays challenger. The first version
+is also judged on the simulated world's truth by eval's own program (``switchyard eval simulated``).
 """
 
 import json
@@ -16,12 +17,13 @@ import polars as pl
 import pytest
 
 from features.schema import FEATURE_NAMES, STORE_FEATURE_NAMES
+from offline import logged
+from offline import rows as model_rows
 from offline.feast_adapter import copy_repo, open_repo, point_in_time_features
 from router_model.artifact import HEADS
 from router_model.registry import REGISTERED_MODEL, RouterRegistry, tracking_uri_for
 from router_model.scorer import RouterScorer
 from simulator.bootstrap import BootstrapConfig, run_bootstrap
-from training import dataset
 from training.gate import GateRules
 from training.pipeline import TrainConfig, format_summary, run_training
 
@@ -64,9 +66,6 @@ def test_first_run_registers_a_champion_that_serving_can_load(world):
     assert set(scores) == set(HEADS) and all(len(values) == 12 for values in scores.values())
     assert 0.0 <= scores["p_quality"].min() <= scores["p_quality"].max() <= 1.0
     assert max(first.metrics[f"parity.{head}"] for head in HEADS) <= 1e-5
-    baselines = first.baselines
-    assert baselines is not None
-    assert {"random", "cheapest", "always_best", "rules", "learned"} <= set(baselines["policy"])
 
 
 def test_the_run_logs_what_monitoring_and_people_need(world):
@@ -84,14 +83,12 @@ def test_the_run_logs_what_monitoring_and_people_need(world):
         "feature_schema.json",
         "summary.json",
         "reference/training_sample.parquet",
-        "eval/baselines.csv",
-        "eval/frontier.csv",
         "eval/reliability.csv",
         "plots/calibration.png",
-        "plots/cost_quality_frontier.png",
         "plots/feature_importance.png",
     ):
         assert (folder / path).is_file(), path
+    assert not (folder / "eval/baselines.csv").exists()  # the simulated world's tables are eval's
     reference = pl.read_parquet(folder / "reference/training_sample.parquet")
     assert reference.columns[: 2 + len(FEATURE_NAMES)] == ["ts", "sku", *FEATURE_NAMES]
     assert {
@@ -175,10 +172,10 @@ def test_a_worse_candidate_stays_challenger_and_says_why(world):
 def test_minute_keyed_store_lookups_equal_feast_at_the_exact_decision_time(world):
     config, _ = world
     repo = open_repo(config.feature_repo)
-    split = dataset.time_split(config.logs, 1)
-    requests = dataset.load_window(config.logs, None, split.test_start, max_requests=300, seed=1)
-    rows = dataset.candidate_rows(requests)
-    mine = dataset.store_block(rows, lambda keys: point_in_time_features(repo, keys))
+    split = logged.time_split(config.logs, 1)
+    requests = logged.load_window(config.logs, None, split.test_start, max_requests=300, seed=1)
+    rows = model_rows.candidate_rows(requests)
+    mine = model_rows.store_block(rows, lambda keys: point_in_time_features(repo, keys))
     exact = point_in_time_features(repo, rows.select("request_id", "tenant_id", "sku", "region", "ts"))
     exact_values = exact.select(STORE_FEATURE_NAMES).to_numpy()
     assert np.isfinite(mine).any()
@@ -188,6 +185,54 @@ def test_minute_keyed_store_lookups_equal_feast_at_the_exact_decision_time(world
     # the minute-floored lookup. Rare, and never the other way round.
     assert not (np.isnan(mine) & ~np.isnan(exact_values)).any()
     assert (~np.isnan(mine) & np.isnan(exact_values)).mean() < 0.01
+
+
+def test_eval_simulated_judges_the_registered_router_on_the_truth(world, tmp_path):
+    from mlflow import MlflowClient
+    from typer.testing import CliRunner
+
+    from switchyard_cli.main import app
+
+    config, first = world
+    args = ["eval", "simulated", "--logs", str(config.logs), "--mlruns", str(config.mlruns)]
+    args += ["--feature-repo", str(config.feature_repo), "--version", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"router v1 ({first.router_version}) in the simulated world: held out 2026-11-03" in result.output
+    assert (
+        "learned over λ (true quality @ cost/request)" in result.output and "matched cost:" in result.output
+    )
+
+    uri = tracking_uri_for(config.mlruns)
+    client = MlflowClient(uri, uri)
+    experiment = client.get_experiment_by_name("switchyard-eval-simulated")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.data.tags["router_version"] == first.router_version
+    assert run.data.tags["registered_version"] == "1"
+    # the nightly job's held-out requests, and its candidate's paced λ
+    assert run.data.metrics["policy.cost_multiplier"] == first.metrics["policy.cost_multiplier"]
+    assert run.data.params["requests"] == str(int(first.metrics["rows.eval_requests"]))
+    folder = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path)))
+    for path in (
+        "eval/baselines.csv",
+        "eval/frontier.csv",
+        "eval/matched_cost.csv",
+        "plots/cost_quality_frontier.png",
+    ):
+        assert (folder / path).is_file(), path
+    baselines = pl.read_csv(folder / "eval/baselines.csv")
+    assert {"random", "cheapest", "always_best", "rules", "learned", "oracle"} <= set(baselines["policy"])
+    oracle = baselines.filter(pl.col("policy") == "oracle").row(0, named=True)
+    # the truth-using oracle is the best any policy can do at no more than its cost (Lagrangian duality)
+    affordable = baselines.filter(
+        ~pl.col("uses_truth") & (pl.col("cost_per_request_usd") <= oracle["cost_per_request_usd"])
+    )
+    assert affordable.height and (affordable["quality"] <= oracle["quality"] + 1e-9).all()
+    learned = pl.read_csv(folder / "eval/frontier.csv").filter(pl.col("policy") == "learned")
+    assert learned.height >= 10 and learned["quality"].is_between(0, 1).all()
+
+    missing = CliRunner().invoke(app, [*args[:-1], "7"])
+    assert missing.exit_code == 2 and "no router '7'" in missing.output
 
 
 def replace_config(config: TrainConfig, **changes) -> TrainConfig:

@@ -17,9 +17,10 @@ from eval.drift_features import (
     run_evidently,
 )
 from eval.drift_outcomes import outcome_drift
-from eval.drift_reference import combined_importance, parse_range
+from eval.drift_reference import parse_range
 from eval.drift_skew import Recomputation, SkewRules, Tolerance, compare_served
 from features.schema import ALL_FEATURES, FEATURE_NAMES
+from offline.reference import combined_importance
 
 SPECS = {spec.name: spec for spec in ALL_FEATURES}
 T0 = datetime(2026, 11, 2, 12, tzinfo=UTC)

@@ -9,14 +9,11 @@ from eval.matched_cost import (
     NO_POINT,
     OUT_OF_RANGE,
     TIES,
-    FrontierPoint,
-    best_pure_point,
-    efficient_hull,
     match_baseline,
     matched_cost_metrics,
     matched_cost_table,
-    quality_at_cost,
 )
+from offline.frontier import FrontierPoint, best_pure_point, efficient_hull, quality_at_cost
 
 # λ=2 (cost 2, quality 0.55) lies below the chord λ=4 (1, 0.5) → λ=0 (3, 0.7): a 50/50 mix of
 # λ=4 and λ=0 costs 2 and has quality 0.6. λ=-1 (stand-in for an over-spending point) is dearer

@@ -1,4 +1,5 @@
-"""The training set: row assembly, labels, the time split and importance weights on hand-made logs."""
+"""Logged windows and model rows (offline) and the training rows built on them, on hand-made logs:
+row assembly, labels, the time split and importance weights."""
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,8 @@ from features.records import (
 )
 from features.schema import FEATURE_NAMES, FEATURE_SCHEMA_VERSION, REQUEST_FEATURE_NAMES, STORE_FEATURE_NAMES
 from features.vector import assemble_rows
+from offline import logged
+from offline import rows as model_rows
 from training import dataset
 
 T0 = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
@@ -116,9 +119,9 @@ def store_values(entities: pl.DataFrame) -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def windows(logs):
-    split = dataset.time_split(logs, 1)
-    train = dataset.load_window(logs, None, split.test_start, max_requests=None, seed=0)
-    held_out = dataset.load_window(logs, split.test_start, None, max_requests=None, seed=0)
+    split = logged.time_split(logs, 1)
+    train = logged.load_window(logs, None, split.test_start, max_requests=None, seed=0)
+    held_out = logged.load_window(logs, split.test_start, None, max_requests=None, seed=0)
     return split, train, held_out
 
 
@@ -134,13 +137,13 @@ def test_the_last_day_is_held_out_and_training_sees_only_earlier_requests(window
 
 def test_split_needs_more_days_than_it_holds_out():
     with pytest.raises(ValueError, match="more than 1"):
-        dataset.split_dates(["2026-11-01"], 1)
-    assert dataset.split_dates(["2026-11-03", "2026-11-01", "2026-11-02"], 2).train_dates == ("2026-11-01",)
+        logged.split_dates(["2026-11-01"], 1)
+    assert logged.split_dates(["2026-11-03", "2026-11-01", "2026-11-02"], 2).train_dates == ("2026-11-01",)
 
 
 def test_vectorised_rows_equal_assemble_rows_for_every_candidate(windows):
     _, _, held_out = windows
-    rows = dataset.evaluation_rows(held_out, store_values)
+    rows = model_rows.evaluation_rows(held_out, store_values)
     assert rows.features.shape == (6 * len(SKUS), len(FEATURE_NAMES))
     for request in held_out.iter_rows(named=True):
         mine = rows.frame["request_id"].to_numpy() == request["request_id"]
@@ -196,8 +199,8 @@ def test_weights_are_on_labelled_first_attempt_rows_only(windows):
 
 def test_store_lookups_are_deduplicated_by_minute_and_never_later(windows):
     _, train, _ = windows
-    rows = dataset.candidate_rows(train)
-    keys = dataset.lookup_keys(rows)
+    rows = model_rows.candidate_rows(train)
+    keys = model_rows.lookup_keys(rows)
     assert keys.height == keys.select("tenant_id", "sku", "region", "ts").unique().height
     assert (keys["ts"].dt.truncate("1m") == keys["ts"]).all()
     calls = []
@@ -206,8 +209,8 @@ def test_store_lookups_are_deduplicated_by_minute_and_never_later(windows):
         calls.append(entities.height)
         return store_values(entities)
 
-    one_chunk = dataset.store_block(rows, counting)
-    many_chunks = dataset.store_block(rows, counting, chunk_rows=4)
+    one_chunk = model_rows.store_block(rows, counting)
+    many_chunks = model_rows.store_block(rows, counting, chunk_rows=4)
     np.testing.assert_array_equal(one_chunk, many_chunks)
     assert calls[0] == keys.height and max(calls[1:]) <= 4
     minutes = rows["ts"].dt.minute().to_numpy()
@@ -215,9 +218,9 @@ def test_store_lookups_are_deduplicated_by_minute_and_never_later(windows):
 
 
 def test_sampling_is_seeded_and_keeps_time_order(logs):
-    first = dataset.load_window(logs, None, None, max_requests=5, seed=3)
-    again = dataset.load_window(logs, None, None, max_requests=5, seed=3)
-    other = dataset.load_window(logs, None, None, max_requests=5, seed=4)
+    first = logged.load_window(logs, None, None, max_requests=5, seed=3)
+    again = logged.load_window(logs, None, None, max_requests=5, seed=3)
+    other = logged.load_window(logs, None, None, max_requests=5, seed=4)
     assert first["request_id"].to_list() == again["request_id"].to_list()
     assert first["request_id"].to_list() != other["request_id"].to_list()
     assert first["ts"].is_sorted()
@@ -225,7 +228,7 @@ def test_sampling_is_seeded_and_keeps_time_order(logs):
 
 def test_request_feature_layout_is_the_schema(windows):
     _, _, held_out = windows
-    rows = dataset.evaluation_rows(held_out, store_values)
+    rows = model_rows.evaluation_rows(held_out, store_values)
     assert rows.frame["prompt_tokens"].to_list()[:3] == [float(0)] * 3
     assert REQUEST_FEATURE_NAMES[0] == "prompt_tokens"
 
@@ -237,5 +240,5 @@ def test_decisions_logged_under_another_feature_schema_are_not_read(tmp_path):
         for i in range(4)
     ]
     write_records(tmp_path, current + stale, DecisionRecord)
-    loaded = dataset.load_window(tmp_path, None, None, max_requests=None, seed=0)
+    loaded = logged.load_window(tmp_path, None, None, max_requests=None, seed=0)
     assert sorted(loaded["request_id"].to_list()) == sorted(d.request_id for d in current)

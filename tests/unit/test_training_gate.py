@@ -74,7 +74,7 @@ def test_the_pipeline_reads_the_drift_verdicts_over_everything_it_trained_and_ev
     from datetime import UTC, datetime, timedelta
 
     from features.drift_verdict import CheckVerdict, DriftVerdict, publish_verdict
-    from training.dataset import split_dates
+    from offline.logged import split_dates
     from training.pipeline import data_flags, input_window
 
     split = split_dates(["2026-11-01", "2026-11-02", "2026-11-03"], 1)

@@ -5,6 +5,7 @@ import polars as pl
 import pytest
 
 from features.catalog import load_catalog
+from offline import ope, replay
 from router_model.policy import CandidatePrediction, PolicyParams, choose_sku
 from training import metrics
 
@@ -39,7 +40,7 @@ def test_expected_costs_are_the_catalogs():
             "expected_cache_hit": [0.5, 0.0],
         }
     )
-    costs = metrics.expected_costs(frame, np.array([200.0, 300.0]), catalog)
+    costs = replay.expected_costs(frame, np.array([200.0, 300.0]), catalog)
     assert costs[0] == pytest.approx(
         catalog.request_cost_usd("claude-haiku-4-5", input_tokens=500, cached_tokens=500, output_tokens=200)
     )
@@ -59,7 +60,7 @@ def test_policy_replay_is_choose_sku_per_request():
     }
     costs = rng.random(5) / 100
     params = PolicyParams(epsilon=0.3)  # the replay always runs at ε = 0
-    choices = metrics.policy_choices(frame, predictions, costs, params)
+    choices = replay.policy_choices(frame, predictions, costs, params)
     for request, rows in (("r1", range(3)), ("r2", range(3, 5))):
         candidates = [
             CandidatePrediction(
@@ -86,12 +87,12 @@ def test_snips_by_hand():
         }
     )
     choices = pl.DataFrame({"request_id": ["r1", "r2", "r3"], "sku": ["a", "b", "b"]})
-    value = metrics.snips(choices, rewarded)
+    value = ope.snips(choices, rewarded)
     # weights 2, 4, 0 → (2·1 + 4·0) / 6
     assert value.value == pytest.approx(1 / 3) and value.matched == 2 and value.requests == 3
     assert value.effective_samples == pytest.approx(36 / 20)
     assert value.cost_per_request_usd == pytest.approx((2 * 0.003 + 4 * 0.006) / 6)
-    nothing = metrics.snips(choices.with_columns(pl.lit("z").alias("sku")), rewarded)
+    nothing = ope.snips(choices.with_columns(pl.lit("z").alias("sku")), rewarded)
     assert np.isnan(nothing.value) and nothing.matched == 0
 
 
@@ -106,10 +107,10 @@ def test_rewards_use_judge_scores_and_price_cost_and_lateness():
             "outcome_ttft_ms": [500.0, 1500.0, 100.0],
         }
     )
-    rewarded = metrics.rewards(logged, params)
+    rewarded = ope.rewards(logged, params)
     assert rewarded["request_id"].to_list() == ["r1", "r2"]  # user feedback is not a random sample
     assert rewarded["reward"].to_list() == pytest.approx([1 - 0.5, 0 - 0.1 - 0.25])
-    assert metrics.logged_value(rewarded) == pytest.approx((0.5 - 0.35) / 2)
+    assert ope.logged_value(rewarded) == pytest.approx((0.5 - 0.35) / 2)
 
 
 def test_the_paired_difference_of_two_policies():
@@ -124,9 +125,9 @@ def test_the_paired_difference_of_two_policies():
     )
     first = pl.DataFrame({"request_id": ["r1", "r2", "r3", "r4"], "sku": ["a", "a", "a", "b"]})
     second = pl.DataFrame({"request_id": ["r1", "r2", "r3", "r4"], "sku": ["a", "b", "b", "b"]})
-    difference, se = metrics.snips_difference(first, second, rewarded)
+    difference, se = ope.snips_difference(first, second, rewarded)
     assert difference == pytest.approx(
-        metrics.snips(first, rewarded).value - metrics.snips(second, rewarded).value
+        ope.snips(first, rewarded).value - ope.snips(second, rewarded).value
     )
     assert se > 0
-    assert metrics.snips_difference(first, first, rewarded) == (0.0, 0.0)
+    assert ope.snips_difference(first, first, rewarded) == (0.0, 0.0)
