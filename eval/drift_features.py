@@ -27,20 +27,26 @@ a key feature is past its critical threshold, or when the drifted features hold 
 ``critical_share`` of the importance. It is a warning when a key feature is past its warning
 threshold, any feature is past its critical one, or the drifted share reaches ``warn_share``.
 A minor feature drifting on its own is reported and stays a warning at most.
+
+**The prompt embedding as a whole** (``eval.drift_embedding``): besides its dimensions one by one,
+a domain classifier on all of them. Past its warning threshold the check is a warning at least;
+past its critical one it is critical when the embedding holds at least ``warn_share`` of the
+importance, else a warning.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from eval.drift_embedding import EmbeddingDrift, EmbeddingDriftRules, embedding_drift
 from features.drift_verdict import CheckVerdict, Status
-from features.schema import ALL_FEATURES, FeatureSpec
+from features.schema import ALL_FEATURES, PROMPT_EMBEDDING_FEATURE_NAMES, FeatureSpec
 
 LOG_SCALE: frozenset[str] = frozenset(
     {
@@ -76,6 +82,7 @@ class FeatureDriftRules:
     min_rows: int = 200  # per side, non-missing values
     reference_rows: int = 20_000
     seed: int = 0
+    embedding: EmbeddingDriftRules = field(default_factory=EmbeddingDriftRules)
 
     def thresholds(self, spec: FeatureSpec) -> tuple[float, float]:
         if spec.kind == "numeric":
@@ -126,6 +133,7 @@ class FeatureDriftResult:
     drifted_importance: float  # importance share of features at warning or worse
     snapshot: Any  # evidently Snapshot (save_html / dict); None when nothing was compared
     unmatched_skus: tuple[str, ...]  # current SKUs with no reference rows (SKU columns not restratified)
+    embedding: EmbeddingDrift | None = None  # the prompt embedding as a whole (eval.drift_embedding)
 
 
 def evidently_column(spec: FeatureSpec) -> str:
@@ -330,7 +338,15 @@ def feature_drift(
                 note=note,
             )
         )
-    return _verdict(tuple(results), rules, snapshot, tuple(frames.unmatched_skus), evaluated=bool(comparable))
+    embedding = embedding_drift(frames.reference_rows, current, rules.embedding)
+    return _verdict(
+        tuple(results),
+        rules,
+        snapshot,
+        tuple(frames.unmatched_skus),
+        evaluated=bool(comparable),
+        embedding=embedding,
+    )
 
 
 def _verdict(
@@ -340,6 +356,7 @@ def _verdict(
     unmatched: tuple[str, ...],
     *,
     evaluated: bool,
+    embedding: EmbeddingDrift | None = None,
 ) -> FeatureDriftResult:
     drifted = [r for r in results if r.severity != "ok"]
     share = sum(r.importance for r in drifted)
@@ -354,9 +371,19 @@ def _verdict(
         or share >= rules.warn_share
     ):
         status = "warning"
+    if embedding is not None and embedding.severity != "ok":
+        weight = sum(r.importance for r in results if r.name in _EMBEDDING_NAMES)
+        worst: Status = (
+            "critical" if embedding.severity == "critical" and weight >= rules.warn_share else "warning"
+        )
+        status = "critical" if "critical" in (status, worst) else "warning"
+        reasons.insert(0, embedding.describe() + f"; the embedding holds {weight:.0%} of the importance")
     if drifted:
         reasons.append(f"drifted features hold {share:.0%} of the model's importance")
     if not evaluated:
         reasons = [f"not evaluated: fewer than {rules.min_rows} served rows in the window"]
     verdict = CheckVerdict(status, tuple(reasons), evaluated=evaluated)
-    return FeatureDriftResult(results, verdict, share, snapshot, unmatched)
+    return FeatureDriftResult(results, verdict, share, snapshot, unmatched, embedding)
+
+
+_EMBEDDING_NAMES = frozenset(PROMPT_EMBEDDING_FEATURE_NAMES)

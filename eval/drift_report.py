@@ -9,6 +9,7 @@ numbers for machines; the text is what ``switchyard drift`` prints.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
 import tempfile
@@ -26,6 +27,14 @@ TITLES = {"skew": "Training–serving skew", "feature_drift": "Feature drift", "
 
 def _num(value: float, spec: str = ".3g") -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+def _embedding_document(run: DriftRun) -> dict[str, Any] | None:
+    """The prompt-embedding check (``eval.drift_embedding``) as JSON, NaN as null."""
+    if run.features.embedding is None:
+        return None
+    values = dataclasses.asdict(run.features.embedding)
+    return {key: None if isinstance(v, float) and math.isnan(v) else v for key, v in values.items()}
 
 
 def summary_document(run: DriftRun) -> dict[str, Any]:
@@ -57,6 +66,7 @@ def summary_document(run: DriftRun) -> dict[str, Any]:
             for f in run.features.features
         ],
         "drifted_importance": run.features.drifted_importance,
+        "prompt_embedding": _embedding_document(run),
         "unmatched_skus": list(run.features.unmatched_skus),
         "skew": {
             "sampled": run.skew.sampled,
@@ -130,6 +140,12 @@ def text_summary(run: DriftRun) -> str:
         + "  ".join(f"{f.name}{'*' if f.key else ''} {f.score:.3f}/{f.warn_threshold:g}" for f in drifted)
         + "   (* key feature; score/warning threshold)"
     )
+    embedding = run.features.embedding
+    if embedding is not None and embedding.compared:
+        lines.append(
+            f"prompt embedding  domain-classifier AUC {embedding.auc:.3f} (warning {embedding.warn_threshold:g}, "
+            f"critical {embedding.critical_threshold:g}); mean moved {embedding.mean_distance:.3f}"
+        )
     flagged = [s for s in run.skew.features if s.mismatches]
     compared = sum(1 for s in run.skew.features if s.compared)
     lines.append(

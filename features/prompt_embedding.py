@@ -43,11 +43,12 @@ from pathlib import Path
 
 import numpy as np
 
+from features.schema import PROMPT_EMBEDDING_DIMS
 from features.task_classifier import DEFAULT_MAX_CHARS, read_window
 
 EMBEDDING_VERSION = "1"
 """Version of the transform above; an artifact records it and is refused by other code."""
-DEFAULT_DIMS = 32
+DEFAULT_DIMS = PROMPT_EMBEDDING_DIMS
 DEFAULT_BITS = 15
 NGRAM_SIZES: tuple[int, ...] = (3, 4, 5)
 MAX_CHARS = DEFAULT_MAX_CHARS
@@ -200,8 +201,14 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 @cache
 def default_prompt_embedder() -> PromptEmbedder:
-    """The packaged model, loaded on first use (never at import) and then shared."""
-    return PromptEmbedder.load()
+    """The packaged model, loaded on first use (never at import) and then shared; its dimensions
+    are the feature schema's."""
+    embedder = PromptEmbedder.load()
+    if embedder.dims != PROMPT_EMBEDDING_DIMS:
+        raise ValueError(
+            f"packaged prompt embedding has {embedder.dims} dims, schema has {PROMPT_EMBEDDING_DIMS}"
+        )
+    return embedder
 
 
 def embed_prompt(text: str) -> np.ndarray:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from features.catalog import Sku
 from features.identity_cache import IdentityCache
-from features.schema import CANDIDATE_FEATURES, REQUEST_FEATURES
+from features.prompt_embedding import embed_prompt
+from features.schema import CANDIDATE_FEATURES, PROMPT_EMBEDDING_DIMS, SIGNAL_REQUEST_FEATURES
 from features.task_classifier import predict_task_type
 from features.text_signals import detect_script, has_code
 from features.tokens import estimate_tokens
@@ -33,6 +34,9 @@ class RequestFacts:
     stream: bool
     script: str
     task_type: str
+    prompt_embedding: tuple[float, ...] = ()
+    """The last user turn's prompt embedding (``features.prompt_embedding``), ``PROMPT_EMBEDDING_DIMS``
+    floats; empty when the facts were built without the text (its features are then NaN)."""
 
 
 def content_text(content: object) -> str:
@@ -77,11 +81,12 @@ def facts_from_request(payload: Mapping[str, object]) -> RequestFacts:
         stream=bool(payload.get("stream")),
         script=detect_script(last_user),
         task_type=predict_task_type(last_user),
+        prompt_embedding=tuple(embed_prompt(last_user).tolist()),
     )
 
 
 def request_features(facts: RequestFacts, *, tenant_tier: str, surface: str) -> list[float]:
-    """The request-level vector, in ``REQUEST_FEATURES`` order."""
+    """The request-level vector, in ``REQUEST_FEATURES`` order: the named signals, then the embedding."""
     values = {
         "prompt_tokens": facts.prompt_tokens,
         "system_tokens": facts.system_tokens,
@@ -96,7 +101,20 @@ def request_features(facts: RequestFacts, *, tenant_tier: str, surface: str) -> 
         "tenant_tier": tenant_tier,
         "surface": surface,
     }
-    return [spec.encode(values[spec.name]) for spec in REQUEST_FEATURES]
+    vector = [spec.encode(values[spec.name]) for spec in SIGNAL_REQUEST_FEATURES]
+    return vector + embedding_features(facts.prompt_embedding)
+
+
+_MISSING_EMBEDDING = [float("nan")] * PROMPT_EMBEDDING_DIMS
+
+
+def embedding_features(embedding: Sequence[float]) -> list[float]:
+    """The ``prompt_emb_*`` features of an embedding; NaN for each of them if there is none."""
+    if not embedding:
+        return _MISSING_EMBEDDING.copy()
+    if len(embedding) != PROMPT_EMBEDDING_DIMS:
+        raise ValueError(f"prompt embedding has {len(embedding)} dims, schema has {PROMPT_EMBEDDING_DIMS}")
+    return list(embedding)
 
 
 def expected_cache_hit(cached_prefix_tokens: int, prompt_tokens: int) -> float:

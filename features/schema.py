@@ -6,7 +6,9 @@ Change the lists only with a version bump.
 
 Features come in groups, by where their value comes from:
 
-- ``request``   request-time, pure functions of the request (``features.request``)
+- ``request``   request-time, pure functions of the request (``features.request``): the named
+  signals (token counts, flags, script, task type, tenant tier, surface), then the
+  ``PROMPT_EMBEDDING_DIMS`` dimensions of the prompt embedding (``features.prompt_embedding``)
 - ``candidate`` request × SKU, pure functions of the request and the catalog
 - ``tenant``    Feast ``tenant_profile`` (slowly changing, per tenant)
 - ``sku_live``  Feast ``sku_live_stats`` (rolling per-SKU latency and errors, pushed online)
@@ -18,9 +20,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-FEATURE_SCHEMA_VERSION = "2"
+FEATURE_SCHEMA_VERSION = "3"
 """History (docs/data-model.md, Versioning): 1 the first schema, ``task_type`` from keyword rules;
-2 ``task_type`` from the trained task-type classifier (``features.task_classifier``)."""
+2 ``task_type`` from the trained task-type classifier (``features.task_classifier``);
+3 the prompt embedding ``prompt_emb_00``.. appended to the request features
+(``features.prompt_embedding``)."""
+
+PROMPT_EMBEDDING_DIMS = 32
+"""Dimensions of the prompt embedding: request features ``prompt_emb_00``..``prompt_emb_31``."""
 
 TASK_TYPES: tuple[str, ...] = (
     "chat",
@@ -62,7 +69,7 @@ def _spec(name: str, kind: FeatureKind, group: FeatureGroup, description: str, c
     return FeatureSpec(name, kind, group, description, tuple(categories))
 
 
-REQUEST_FEATURES: tuple[FeatureSpec, ...] = (
+SIGNAL_REQUEST_FEATURES: tuple[FeatureSpec, ...] = (
     _spec("prompt_tokens", "numeric", "request", "estimated input tokens, system prompt included"),
     _spec("system_tokens", "numeric", "request", "estimated tokens of the system prompt"),
     _spec("last_user_tokens", "numeric", "request", "estimated tokens of the last user turn"),
@@ -76,6 +83,14 @@ REQUEST_FEATURES: tuple[FeatureSpec, ...] = (
     _spec("tenant_tier", "categorical", "request", "tier of the calling tenant", TENANT_TIERS),
     _spec("surface", "categorical", "request", "api or first-party app", SURFACES),
 )
+PROMPT_EMBEDDING_FEATURES: tuple[FeatureSpec, ...] = tuple(
+    _spec(
+        f"prompt_emb_{i:02d}", "numeric", "request", f"dimension {i} of the last user turn's prompt embedding"
+    )
+    for i in range(PROMPT_EMBEDDING_DIMS)
+)
+REQUEST_FEATURES: tuple[FeatureSpec, ...] = SIGNAL_REQUEST_FEATURES + PROMPT_EMBEDDING_FEATURES
+"""The request features: the named signals of the request, then the prompt embedding."""
 
 CANDIDATE_FEATURES: tuple[FeatureSpec, ...] = (
     _spec("sku_tier", "categorical", "candidate", "capability tier of the SKU", SKU_TIERS),
@@ -124,6 +139,7 @@ FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in ALL_FEATURES)
 REQUEST_FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in REQUEST_FEATURES)
 CANDIDATE_FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in CANDIDATE_FEATURES)
 STORE_FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in STORE_FEATURES)
+PROMPT_EMBEDDING_FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in PROMPT_EMBEDDING_FEATURES)
 
 
 def names_in_group(group: FeatureGroup) -> tuple[str, ...]:

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from features.prompt_embedding import embed_prompt
 from features.request import RequestFacts
-from features.schema import REQUEST_FEATURES, SCRIPTS, SURFACES, TASK_TYPES, TENANT_TIERS
+from features.schema import SCRIPTS, SIGNAL_REQUEST_FEATURES, SURFACES, TASK_TYPES, TENANT_TIERS
 from features.task_classifier import predict_task_type
 from simulator.prompts import PROMPT_SCRIPTS, conversation_user_turn, lead_has_code, plain_text
 from simulator.world import Tenant, World, stable_seed
@@ -44,6 +45,7 @@ class FactsColumns:
     task_type: np.ndarray  # index into TASK_TYPES: the classifier's reading, not the truth
     tenant_tier: np.ndarray  # index into TENANT_TIERS
     surface: np.ndarray  # index into SURFACES
+    prompt_embedding: np.ndarray  # float32 [n, PROMPT_EMBEDDING_DIMS]
 
 
 def facts_columns(world: World, table: TurnTable, signals: ServedSignals) -> FactsColumns:
@@ -61,6 +63,7 @@ def facts_columns(world: World, table: TurnTable, signals: ServedSignals) -> Fac
         task_type=signals.task_types(table),
         tenant_tier=world.columns.tier[table.tenant],
         surface=world.columns.surface[table.tenant],
+        prompt_embedding=signals.prompt_embeddings(table),
     )
 
 
@@ -70,7 +73,7 @@ _VOCABULARY = {"script": SCRIPTS, "task_type": TASK_TYPES, "tenant_tier": TENANT
 def request_feature_matrix(facts: FactsColumns) -> np.ndarray:
     """[n, len(REQUEST_FEATURES)] float32, equal row by row to ``features.request.request_features``."""
     columns = []
-    for spec in REQUEST_FEATURES:
+    for spec in SIGNAL_REQUEST_FEATURES:
         values = getattr(facts, spec.name)
         if spec.kind == "categorical":
             lookup = np.array(
@@ -79,7 +82,8 @@ def request_feature_matrix(facts: FactsColumns) -> np.ndarray:
             columns.append(lookup[values])
         else:
             columns.append(np.asarray(values, dtype=np.float64))
-    return np.stack(columns, axis=1).astype(np.float32)
+    signals = np.stack(columns, axis=1).astype(np.float32)
+    return np.concatenate([signals, np.asarray(facts.prompt_embedding, dtype=np.float32)], axis=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +132,9 @@ class SimRequest:
         )
 
     def facts(self) -> RequestFacts:
-        """The request facts, rendering only the last user turn (for the task-type classifier)."""
+        """The request facts, rendering only the last user turn (for the task-type classifier and
+        the prompt embedding)."""
+        last_user = self.user_text(self.turn)
         return RequestFacts(
             prompt_tokens=self.prompt_tokens,
             system_tokens=self.tenant.system_prompt_tokens,
@@ -139,7 +145,8 @@ class SimRequest:
             has_tools=self.has_tools,
             stream=self.stream,
             script=self.script,
-            task_type=predict_task_type(self.user_text(self.turn)),
+            task_type=predict_task_type(last_user),
+            prompt_embedding=tuple(embed_prompt(last_user).tolist()),
         )
 
 

@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from features.drift_verdict import read_verdict
+from features.schema import ALL_FEATURES
 from simulator.bootstrap import BootstrapConfig, run_bootstrap
 from switchyard_cli.drift import CANNOT_RUN, parse_duration
 from switchyard_cli.main import app
@@ -41,7 +42,9 @@ def test_a_clean_window_exits_zero_or_one_and_publishes_its_verdict(logs, tmp_pa
     assert result.exit_code == {"ok": 0, "warning": 1}[verdict.status]
     (summary,) = out.glob("drift-*.json")
     document = json.loads(summary.read_text())
-    assert document["verdict"]["verdict_id"] == verdict.verdict_id and len(document["features"]) == 29
+    assert document["verdict"]["verdict_id"] == verdict.verdict_id and len(document["features"]) == len(
+        ALL_FEATURES
+    )
 
     cleared = drift("--clear-safe-mode", "--state-dir", str(state), "--reason", "known tokenizer change")
     assert cleared.exit_code == 0 and "safe mode cleared" in cleared.output

@@ -1,7 +1,21 @@
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
 from features.catalog import load_catalog
 from features.prefix import BLOCK_BYTES, prefix_block_hashes
+from features.prompt_embedding import embed_prompt
 from features.request import candidate_features, expected_cache_hit, facts_from_request, request_features
-from features.schema import CANDIDATE_FEATURE_NAMES, REQUEST_FEATURE_NAMES, REQUEST_FEATURES, TASK_TYPES
+from features.schema import (
+    CANDIDATE_FEATURE_NAMES,
+    PROMPT_EMBEDDING_DIMS,
+    PROMPT_EMBEDDING_FEATURE_NAMES,
+    REQUEST_FEATURE_NAMES,
+    REQUEST_FEATURES,
+    TASK_TYPES,
+)
 from features.task_classifier import predict_task_type
 from features.text_signals import detect_script, keyword_task_type
 from features.tokens import estimate_tokens
@@ -97,3 +111,30 @@ def test_text_signals():
     assert detect_script("1234") == "latin"
     assert keyword_task_type("Please summarize this report") == "summarization"
     assert keyword_task_type("hey there") == "chat"
+
+
+def test_the_prompt_embedding_is_the_last_user_turns_and_closes_the_request_vector():
+    last = "Fix this bug:\n```python\ndef f(x):\n```"
+    facts = facts_from_request(payload())
+    np.testing.assert_array_equal(np.array(facts.prompt_embedding, dtype=np.float32), embed_prompt(last))
+    vector = request_features(facts, tenant_tier="pro", surface="api")
+    assert REQUEST_FEATURE_NAMES[-PROMPT_EMBEDDING_DIMS:] == PROMPT_EMBEDDING_FEATURE_NAMES
+    assert vector[-PROMPT_EMBEDDING_DIMS:] == list(facts.prompt_embedding)
+    # the system prompt and earlier turns are not read
+    other = facts_from_request(
+        payload(system="Answer in French.", messages=[{"role": "user", "content": last}])
+    )
+    assert other.prompt_embedding == facts.prompt_embedding
+    assert facts_from_request(
+        payload(messages=[{"role": "user", "content": "Write a haiku."}])
+    ).prompt_embedding != (facts.prompt_embedding)
+
+
+def test_facts_without_an_embedding_give_nan_features_and_a_wrong_size_is_refused():
+    facts = replace(facts_from_request(payload()), prompt_embedding=())
+    vector = request_features(facts, tenant_tier="pro", surface="api")
+    assert len(vector) == len(REQUEST_FEATURE_NAMES)
+    assert all(math.isnan(value) for value in vector[-PROMPT_EMBEDDING_DIMS:])
+    assert not any(math.isnan(value) for value in vector[:-PROMPT_EMBEDDING_DIMS])
+    with pytest.raises(ValueError, match="dims"):
+        request_features(replace(facts, prompt_embedding=(0.5,) * 3), tenant_tier="pro", surface="api")

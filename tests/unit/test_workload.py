@@ -5,6 +5,7 @@ import pytest
 
 from features.catalog import REGIONS
 from features.prefix import prefix_block_hashes
+from features.prompt_embedding import default_prompt_embedder
 from features.request import facts_from_request, prompt_segments, request_features
 from features.schema import SCRIPTS, SURFACES, TASK_TYPES, TENANT_TIERS
 from features.task_classifier import default_task_classifier, paragraphs, read_window
@@ -212,6 +213,7 @@ def test_the_classifier_reads_only_the_lead_and_the_marker_of_a_user_turn(signal
     seed) and its marker's values, its window is the lead sentence and the marker, and the table
     holds that window's label."""
     classifier = default_task_classifier()
+    embedder = default_prompt_embedder()
     rng = np.random.default_rng(8)
     for index in np.ndindex(signals.has_code.shape):
         script, task, template, code = (
@@ -239,6 +241,8 @@ def test_the_classifier_reads_only_the_lead_and_the_marker_of_a_user_turn(signal
                 assert read_window(turn) == window, (index, digits, tokens)
             # the rendered turn (random out and difficulty of this length) gets the cell's label
             assert TASK_TYPES.index(classifier.predict(turn)) == signals.task_type[(*index, digits)]
+            # and the cell's prompt embedding: the embedding reads the same window
+            np.testing.assert_array_equal(embedder.embed(turn), signals.prompt_embedding[(*index, digits)])
 
 
 def test_out_digits_is_the_length_of_the_number():
