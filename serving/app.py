@@ -31,6 +31,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from features.catalog import REGIONS, Catalog, load_catalog
+from features.prompt_embedding import embed_prompt
 from features.records import AttemptRecord, FeedbackRecord
 from features.schema import STORE_FEATURE_NAMES
 from features.task_classifier import predict_task_type
@@ -112,6 +113,7 @@ async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -
     asyncio.get_running_loop().set_default_executor(background_executor(gw.background_thread_nice))
     tenants = settings.tenants.directory(catalog)
     await asyncio.to_thread(predict_task_type, "warm up")  # load the classifier now, not on request 1
+    await asyncio.to_thread(embed_prompt, "warm up")  # and the prompt embedding
     pool = WorkerPool.from_settings(settings.workers)
     await pool.start()  # one /health + /metrics round of every endpoint before serving
     metrics = GatewayMetrics()

@@ -87,3 +87,14 @@ def test_a_scorer_pruned_to_some_heads_serves_exactly_those(heads_and_rows):
         pruned.score(rows[:12], ("p_quality", "output_tokens"))
     with pytest.raises(ValueError, match="no heads \\['p_unknown'\\]"):
         RouterScorer(artifact, heads=("p_unknown",))
+
+
+def test_parity_is_relative_to_the_heads_scale_near_zero():
+    """A prediction near 0 of a head whose values are in the hundreds carries float32 noise of the
+    hundreds (the trees are summed from the base value); a leaf's worth of error still fails."""
+    expected = np.array([400.0, 380.0, 0.07131733])
+    noisy = {"output_tokens": (expected + np.array([0.0, 0.0, -5.3e-5])).astype(np.float32)}
+    assert check_parity(noisy, {"output_tokens": expected})["output_tokens"] <= 1e-5  # the default tolerance
+    wrong = {"output_tokens": (expected + np.array([0.0, 0.0, 0.5])).astype(np.float32)}
+    with pytest.raises(ParityError, match="output_tokens"):
+        check_parity(wrong, {"output_tokens": expected})
