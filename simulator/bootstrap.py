@@ -164,7 +164,7 @@ def simulate_window(
     first_request: int,
     policy: LoggingPolicyConfig,
     outcome_params: OutcomeParams,
-    signals: ServedSignals,
+    signals: ServedSignals | None,
     cache_tail: ServedEvents,
     real: RealOutcomeWorld | None = None,
 ) -> WindowRecords:
@@ -176,6 +176,7 @@ def simulate_window(
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2, window.index]))
     tenants = world.columns
     if real is None:
+        assert signals is not None, "the invented world reads its signals from ServedSignals"
         facts: FactsColumns | PolicyFacts = facts_columns(world, requests, signals)
         request_features = request_feature_matrix(facts)  # type: ignore[arg-type]
         p_good_by_sku = None
@@ -367,7 +368,7 @@ def iter_window_records(run: BootstrapRun) -> Iterator[tuple[RequestWindow, Wind
     evaluation replays it to regenerate the ground truth of logged requests.
     """
     config, world = run.config, run.world
-    signals = ServedSignals.build()
+    signals = ServedSignals.build() if run.real is None else None  # the real world classifies real text
     ttl_us = int(world.params.cache_ttl_s * US_PER_S)
     first_request = 0
     tail = ServedEvents.empty()

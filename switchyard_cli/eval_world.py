@@ -1,8 +1,7 @@
-"""`switchyard eval world`: the champion against the logging policy and the baselines on real outcomes."""
+"""`switchyard eval world`: a registered router against the logging policy and the baselines on real outcomes."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -15,10 +14,13 @@ def eval_world_command(
         typer.Option(
             help="A bootstrap of the real-outcomes world (`switchyard bootstrap --world real-outcomes`)."
         ),
-    ] = Path("data/logs"),
-    mlruns: Annotated[Path, typer.Option(help="MLflow folder holding the champion.")] = Path("mlruns"),
+    ],
+    mlruns: Annotated[Path, typer.Option(help="MLflow folder: mlflow.db and artifacts/.")] = Path("mlruns"),
+    version: Annotated[
+        str, typer.Option(help="The registered router: an alias (champion, challenger) or a version number.")
+    ] = "champion",
     feature_repo: Annotated[
-        Path, typer.Option(help="The Feast repo the champion was trained with (store features).")
+        Path, typer.Option(help="The applied Feast repo (store features as of each decision).")
     ] = Path("feature_repo"),
     outcomes_data: Annotated[
         Path | None,
@@ -26,35 +28,51 @@ def eval_world_command(
             help="The real outcome data the logs were simulated from; default: the path in the manifest."
         ),
     ] = None,
-    eval_days: Annotated[int, typer.Option(min=1, help="Latest logged days held out (as in training).")] = 1,
+    eval_days: Annotated[int, typer.Option(min=1, help="Latest logged days held out, as in training.")] = 1,
     max_requests: Annotated[
         int, typer.Option(min=0, help="Seeded sample of held-out requests; 0 = all of them.")
-    ] = 0,
-    seed: Annotated[int, typer.Option(help="Seed of sampling, the random baseline and TTFT noise.")] = 0,
-    report: Annotated[Path | None, typer.Option(help="Also write the report as JSON here.")] = None,
+    ] = 80_000,
+    seed: Annotated[int, typer.Option(help="Seed of the sample and of the simulated TTFT noise.")] = 0,
+    log_run: Annotated[
+        bool, typer.Option(help="Log the tables and plot as a run of the switchyard-eval-world experiment.")
+    ] = True,
 ) -> None:
-    """Score the champion, the logging policy, rules, cheapest, random, always-best and the oracle on the
-    real scores of the held-out window, and trace the champion over λ for a matched-cost comparison."""
-    from eval.real_world import evaluate_world, format_report, report_document
-    from eval.sim_truth import GroundTruthMismatch
+    """Score a registered router, the logging policy, rules, cheapest, random, always-best and the oracles on
+    the real scores of the held-out window; trace the router over λ and match it to each baseline's cost.
 
-    if not (logs / "_manifest.json").exists():
-        typer.echo(f"error: {logs} holds no bootstrap manifest", err=True)
+    Read-only towards the registry: nothing is trained or promoted.
+    """
+    from eval.real_world import format_world, log_world_run, run_world_evaluation
+    from eval.sim_truth import GroundTruthMismatch
+    from eval.simulated_router import SimulatedEvalConfig
+    from offline.feast_adapter import store_lookup
+
+    config = SimulatedEvalConfig(
+        logs=logs,
+        mlruns=mlruns,
+        feature_repo=feature_repo,
+        version=version,
+        eval_days=eval_days,
+        max_requests=max_requests or None,
+        seed=seed,
+    )
+    if not (logs / "_manifest.json").is_file():
+        typer.echo(
+            f"error: {logs} holds no bootstrap manifest (run `switchyard bootstrap --world real-outcomes`)",
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    if not (feature_repo / "data" / "registry.db").is_file():
+        typer.echo(
+            f"error: {feature_repo} is not an applied Feast repo (run `switchyard train` first)", err=True
+        )
         raise typer.Exit(code=2)
     try:
-        result = evaluate_world(
-            logs,
-            mlruns,
-            feature_repo,
-            outcomes_data=outcomes_data,
-            eval_days=eval_days,
-            max_requests=max_requests or None,
-            seed=seed,
+        result = run_world_evaluation(
+            config, store_lookup(feature_repo), outcomes_data=outcomes_data, progress=typer.echo
         )
-    except (GroundTruthMismatch, ValueError) as error:
+    except (LookupError, GroundTruthMismatch) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from None
-    typer.echo(format_report(result))
-    if report is not None:
-        report.write_text(json.dumps(report_document(result), indent=2, default=str) + "\n")
-        typer.echo(f"report: {report}")
+    run_id = log_world_run(config, result) if log_run else None
+    typer.echo(format_world(result, run_id))
