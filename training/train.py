@@ -25,9 +25,9 @@ import numpy as np
 from lightgbm import LGBMClassifier, LGBMModel, LGBMRegressor, early_stopping
 
 from features.schema import ALL_FEATURES, FEATURE_NAMES
+from offline.rows import ModelRows
 from router_model.artifact import HEADS, artifact_metadata, parse_artifact
 from router_model.scorer import RouterScorer
-from training.dataset import ModelRows
 from training.export import check_parity, export_router, lightgbm_predictions
 
 PARITY_ROWS = 10_000

@@ -31,6 +31,7 @@ SKUS = ("claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-5")
 def decision(i: int, day: int, chosen: str, propensity: float) -> DecisionRecord:
     ts = T0 + timedelta(days=day, minutes=10 * i, seconds=7)
     request = [float(i), 10.0, 5.0, 1.0, 1024.0, 0.0, 1.0, 1.0, 0.0, float(i % 8), 1.0, 0.0]
+    request += [0.01 * (i + k) for k in range(len(REQUEST_FEATURE_NAMES) - len(request))]  # the embedding
     candidates = CandidateScores.from_rows(
         [
             CandidateScore(
@@ -242,3 +243,23 @@ def test_decisions_logged_under_another_feature_schema_are_not_read(tmp_path):
     write_records(tmp_path, current + stale, DecisionRecord)
     loaded = logged.load_window(tmp_path, None, None, max_requests=None, seed=0)
     assert sorted(loaded["request_id"].to_list()) == sorted(d.request_id for d in current)
+
+
+def test_the_drift_monitor_reads_the_join_training_reads(logs):
+    from eval.drift_data import served_window
+
+    start, end = T0, T0 + timedelta(days=2)
+    served = served_window(logs, start, end)
+    requests = logged.load_window(logs, start, end, max_requests=None, seed=0)
+    assert served["request_id"].to_list() == requests["request_id"].to_list()
+    assert served["sku"].to_list() == requests["chosen_sku"].to_list()
+    for mine, theirs in (
+        ("obs_good", "quality_label"),
+        ("obs_cost_usd", "cost_usd"),
+        ("obs_ttft_ms", "ttft_ms"),
+        ("obs_output_tokens", "output_tokens"),
+        ("first_attempt_ok", "first_attempt_ok"),
+    ):
+        assert served[mine].to_list() == requests[theirs].cast(served[mine].dtype).to_list(), mine
+    # the fixture's labels: judge scores, a user score where no judge, nothing where neither
+    assert served["obs_good"].null_count() == 4 and served["obs_good"].drop_nulls().len() == 8

@@ -1,5 +1,7 @@
 import random
 
+import numpy as np
+import polars as pl
 import pytest
 
 from router_model.policy import (
@@ -9,6 +11,7 @@ from router_model.policy import (
     choose_sku,
     pace_cost_multiplier,
     utility,
+    utility_of,
 )
 
 
@@ -27,6 +30,22 @@ def test_utility_trades_quality_for_cost_and_lateness():
     assert utility(large, params) == pytest.approx(0.92 - 0.020 / 0.012)
     assert utility(medium, params) > utility(large, params)
     assert utility(slow, params) == pytest.approx(0.99 - 0.001 / 0.012 - (2500 - 900) / 900)
+
+
+def test_the_one_utility_formula_gives_the_same_values_on_floats_arrays_and_polars_columns():
+    params = PolicyParams(cost_multiplier=0.7, latency_multiplier=0.3)
+    preds = candidates()
+    expected = [utility(p, params) for p in preds]  # slow is late, the others on time
+    columns = {
+        "q": [p.p_quality for p in preds],
+        "c": [p.cost_usd for p in preds],
+        "t": [float(p.ttft_ms) for p in preds],
+    }
+    on_arrays = utility_of(*(np.array(values) for values in columns.values()), params)
+    on_columns = pl.DataFrame(columns).select(utility_of(pl.col("q"), pl.col("c"), pl.col("t"), params))
+    assert on_arrays.tolist() == expected  # bit for bit: max(0, x) as (x + |x|) / 2 is exact
+    assert on_columns.to_series().to_list() == expected
+    assert expected[3] == pytest.approx(0.99 - 0.7 * 0.001 / 0.012 - 0.3 * (2500 - 900) / 900)
 
 
 def test_probabilities_sum_to_one_and_missing_the_slo_gets_none():

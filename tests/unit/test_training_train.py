@@ -5,8 +5,8 @@ import polars as pl
 import pytest
 
 from features.schema import ALL_FEATURES, FEATURE_NAMES
+from offline.rows import ModelRows
 from router_model.artifact import HEADS, artifact_metadata, parse_artifact
-from training.dataset import ModelRows
 from training.export import ParityError
 from training.train import TrainParams, categorical_indices, export_with_parity, fit_heads, train_router
 
