@@ -14,6 +14,10 @@ eval_app = typer.Typer(
     help="Offline evaluation: routers on real outcome data, policies in the simulated worlds.",
 )
 
+from switchyard_cli.eval_benchmark import benchmark_command  # noqa: E402
+
+eval_app.command("benchmark")(benchmark_command)
+
 from switchyard_cli.eval_simulated import simulated_command  # noqa: E402
 
 eval_app.command("simulated")(simulated_command)

@@ -8,7 +8,7 @@
   features, a prompt representation, and optionally the kNN-similarity features (each model's
   mean quality over the nearest training prompts, leave-one-out on the training rows). On a
   two-model set it fits the quality *gain* of the strong model over the weak one directly and
-  ranks prompts by it. ``n_jobs`` = 2 (the machine's cores).
+  ranks prompts by it. ``n_jobs`` = 1: on a shared machine OpenMP threads that spin-wait for a busy core slow a fit by tens of times.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ LGBM_PARAMS = {
     "subsample_freq": 1,
     "colsample_bytree": 0.8,
     "reg_lambda": 1.0,
-    "n_jobs": 2,
+    "n_jobs": 1,
     "verbose": -1,
 }
 
