@@ -9,6 +9,11 @@ STAMP  := $(VENV)/.installed
 
 LOGS     ?= data/logs
 MLRUNS   ?= mlruns
+# The simulated world: WORLD=real-outcomes OUTCOMES_DATA=../shared/routing_data (docs/simulator.md §7);
+# empty: the invented world (bootstrap, serve) or the bootstrap's own world (demo).
+WORLD         ?=
+OUTCOMES_DATA ?=
+WORLD_ARGS    := $(if $(WORLD),--world $(WORLD)) $(if $(OUTCOMES_DATA),--outcomes-data $(OUTCOMES_DATA))
 
 # Idempotent: reinstalls only when pyproject.toml changed.
 setup: $(STAMP)
@@ -35,7 +40,7 @@ integration: setup
 
 # On a fresh machine: bootstrap + train if no champion, materialize Feast, start workers and the API.
 serve: setup
-	$(BIN)/switchyard serve --all
+	$(BIN)/switchyard serve --all $(WORLD_ARGS)
 
 workers: setup
 	$(BIN)/switchyard workers up
@@ -53,7 +58,7 @@ vllm-worker: vllm-setup
 # Simulated logs to learn from; skipped when a finished bootstrap is already there.
 bootstrap: setup
 	@if [ -f $(LOGS)/_SUCCESS ]; then echo "bootstrap: $(LOGS) already holds logs (rm -r $(LOGS) to redo)"; \
-	else $(BIN)/switchyard bootstrap --days 7 --out $(LOGS); fi
+	else $(BIN)/switchyard bootstrap --days 7 --out $(LOGS) $(WORLD_ARGS); fi
 
 feature-tables: bootstrap
 	$(BIN)/switchyard feature-tables --logs $(LOGS)
@@ -78,7 +83,7 @@ DEMO_DURATION ?= 120
 .PHONY: demo
 demo: setup
 	$(BIN)/switchyard demo --url http://127.0.0.1:8080 --keys .switchyard/tenant-keys.json --bootstrap $(LOGS) \
-		--rate $(DEMO_RATE) --duration $(DEMO_DURATION)
+		--rate $(DEMO_RATE) --duration $(DEMO_DURATION) $(WORLD_ARGS)
 
 # Drift and training–serving skew of the last hour the gateway served, against the champion
 # (docs/runbooks/drift.md). Exit 0 ok, 1 warning, 2 critical, 3 could not run: alert on it from cron.

@@ -17,7 +17,9 @@ The judge closes the learning loop: for ``--judge-share`` of the answered reques
 ``/v1/feedback`` with ``source: judge`` under an internal tenant's key, scored the way the
 bootstrap labels its judged requests (``switchyard_cli.demo_traffic.judge_score``): good with the ground-truth
 probability of the request's true task and difficulty on the SKU that served it, flipped with
-the judge's flip rate.
+the judge's flip rate. In the real-outcomes world (``--world real-outcomes``, or a bootstrap of
+it) the traffic's user turns are real prompts and the judge scores with the real score of the
+serving SKU's model on the prompt (``switchyard_cli.demo_real``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import httpx
 import numpy as np
 import typer
 
+from switchyard_cli.demo_real import RealJudge, live_real_world, real_prepared_requests, world_of
 from switchyard_cli.demo_table import DemoStats, RequestResult, format_table, rich_table
 from switchyard_cli.demo_traffic import (
     Judge,
@@ -243,11 +246,31 @@ def demo_command(
         bool, typer.Option(help="Print the table as text (also when stdout is not a terminal).")
     ] = False,
     refresh: Annotated[float, typer.Option(min=0.1, help="Seconds between table refreshes.")] = 1.0,
+    world_mode: Annotated[
+        str,
+        typer.Option(
+            "--world",
+            help="`invented` or `real-outcomes` (real prompts, judged by real scores); default: the bootstrap's.",
+        ),
+    ] = "",
+    outcomes_data: Annotated[
+        Path | None,
+        typer.Option(help="Real outcome data for --world real-outcomes; default: the bootstrap's."),
+    ] = None,
 ) -> None:
     """Drive the simulated traffic mix through a running gateway and show a live table."""
     url = url.rstrip("/")
     try:
         world = load_world(bootstrap)
+        logged_world, logged_data = world_of(bootstrap)
+        real = None
+        if (world_mode or logged_world) == "real-outcomes":
+            data = outcomes_data or logged_data
+            if data is None:
+                raise ValueError("--world real-outcomes needs --outcomes-data PATH")
+            real = live_real_world(world, data)
+        elif (world_mode or logged_world) != "invented":
+            raise ValueError(f"unknown world {world_mode!r}; one of invented, real-outcomes")
     except (FileNotFoundError, ValueError) as error:
         raise _fail(str(error)) from None
     try:
@@ -268,13 +291,23 @@ def demo_command(
     if judge_share > 0 and not judges:
         typer.echo("judge: no internal tenant in the keys file; no judge feedback will be sent")
     elif judge_share > 0:
-        judge = Judge(world, judges, judge_share, seed)
+        judge = (
+            Judge(world, judges, judge_share, seed)
+            if real is None
+            else RealJudge(world, real, judges, judge_share, seed)
+        )
         typer.echo(
             f"judge: scoring {judge_share:.0%} of answers as internal tenants of {', '.join(sorted(judges))}"
         )
     config = DemoConfig(url, rate, concurrency, duration, judge_share, seed, refresh)
     typer.echo(f"demo: {rate:g} req/s for {duration:g} s at most {concurrency} in flight → {url}")
-    traffic = TrafficQueue(prepared_requests(world, tenant_keys, seed=seed), depth=max(64, int(4 * rate)))
+    requests = (
+        prepared_requests(world, tenant_keys, seed=seed)
+        if real is None
+        else real_prepared_requests(world, real, tenant_keys, seed=seed)
+    )
+    typer.echo(f"traffic: the {'invented' if real is None else 'real-outcomes'} world of {bootstrap}")
+    traffic = TrafficQueue(requests, depth=max(64, int(4 * rate)))
     traffic.start(ready=min(64, max(1, int(2 * rate))))
     stats = DemoStats(world.catalog, time.monotonic())
     try:

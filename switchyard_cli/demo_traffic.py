@@ -163,6 +163,9 @@ class Judge:
         if not result.answered or result.request_id is None or self.rng.random() >= self.share:
             return None
         key = self.keys_by_region.get(item.sim.tenant.region) or next(iter(self.keys_by_region.values()))
-        truncated = result.stop_reason == "max_tokens"
-        score = judge_score(self.truth, item.sim, result.sku, truncated, self.rng)  # type: ignore[arg-type]
+        score = self.score(item, result.sku, result.stop_reason == "max_tokens")  # type: ignore[arg-type]
         return key, {"request_id": result.request_id, "score": score, "source": "judge"}
+
+    def score(self, item: PreparedRequest, sku: str, truncated: bool) -> float:
+        """The judge's label of ``sku``'s answer to ``item`` (0 or 1)."""
+        return judge_score(self.truth, item.sim, sku, truncated, self.rng)

@@ -2,7 +2,8 @@
 
 ``switchyard serve --all`` (what ``make serve`` runs) does, skipping each step already done:
 
-1. bootstrap simulated logs (``data/logs``) if there are none;
+1. bootstrap simulated logs (``data/logs``) if there are none, in the world ``--world`` names
+   (``invented``, or ``real-outcomes`` with ``--outcomes-data``; docs/simulator.md §7);
 2. train the router if the MLflow store (``mlruns/``) has no ``champion`` -- this also writes
    the Feast feature tables and applies the repo;
 3. materialize the Feast online store up to now (tenant profiles, tenant × SKU history);
@@ -55,13 +56,13 @@ def _has_champion(mlruns: Path) -> bool:
     return RouterRegistry(tracking_uri_for(mlruns)).alias_version() is not None
 
 
-def prepare(logs: Path, mlruns: Path, feature_repo: Path, days: int) -> None:
-    """Steps 1-4 (idempotent)."""
+def prepare(logs: Path, mlruns: Path, feature_repo: Path, days: int, world: tuple[str, ...] = ()) -> None:
+    """Steps 1-4 (idempotent); ``world`` holds the bootstrap's world options (``--world``, ...)."""
     if (logs / "_SUCCESS").exists():
         _step(f"bootstrap: {logs} already holds logs")
     else:
         _step(f"bootstrap: {days} days of simulated traffic into {logs}")
-        _run("bootstrap", "--days", str(days), "--out", str(logs))
+        _run("bootstrap", "--days", str(days), "--out", str(logs), *world)
     if _has_champion(mlruns):
         _step(f"router: {mlruns} has a champion")
     else:
@@ -145,6 +146,12 @@ def serve_command(
     feature_repo: Annotated[Path, typer.Option(help="the Feast repo")] = Path("feature_repo"),
     days: Annotated[int, typer.Option(help="days of simulated traffic to bootstrap")] = 7,
     time_scale: Annotated[float, typer.Option(help="worker latency scale: 1 real, 0 instant")] = 1.0,
+    world: Annotated[
+        str, typer.Option(help="world to bootstrap: invented, or real-outcomes (needs --outcomes-data)")
+    ] = "invented",
+    outcomes_data: Annotated[
+        Path | None, typer.Option(help="real outcome data for --world real-outcomes (docs/simulator.md)")
+    ] = None,
 ) -> None:
     """Run the inference API (Anthropic Messages) with learned routing."""
     import uvicorn
@@ -153,7 +160,10 @@ def serve_command(
 
     workers: subprocess.Popen[bytes] | None = None
     if all_:
-        prepare(logs, mlruns, feature_repo, days)
+        world_options = ("--world", world) + (
+            ("--outcomes-data", str(outcomes_data)) if outcomes_data else ()
+        )
+        prepare(logs, mlruns, feature_repo, days, world_options)
         workers = start_workers(time_scale)
         os.environ.setdefault("SWITCHYARD_TENANTS_FILE", str(TENANTS_FILE))
         os.environ.setdefault("SWITCHYARD_TENANTS_ALLOW_DEVELOPMENT_KEY", "true")

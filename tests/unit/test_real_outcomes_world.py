@@ -1,5 +1,6 @@
 """The real-outcomes world: SKU → model map, the leak-free split, the logs, the truth, the CLI."""
 
+import itertools
 import json
 import os
 from datetime import UTC, date, datetime
@@ -18,10 +19,13 @@ from features.records import AttemptRecord, DecisionRecord, FeedbackRecord, Outc
 from features.request import facts_from_request, request_features
 from features.schema import SKU_TIERS
 from simulator.bootstrap import MANIFEST_NAME, BootstrapConfig, BootstrapError, run_bootstrap
+from simulator.prompts import parse_sim_marker
 from simulator.real_outcomes import load_outcome_data, model_tiers, sku_model_map
 from simulator.real_world import build_real_world, real_requests, render_real_payload
 from simulator.workload import US_PER_HOUR, WorkloadParams, generate_conversations
 from simulator.world import TenantParams, build_world
+from switchyard_cli.demo_real import RealJudge, live_real_world, real_prepared_requests
+from switchyard_cli.demo_traffic import judge_keys
 from switchyard_cli.main import app
 
 # ../shared/routing_data beside the checkout, or SWITCHYARD_ROUTING_DATA
@@ -213,3 +217,27 @@ def test_cli_world_flags(tmp_path, data_dir):
 def test_real_world_needs_its_data():
     with pytest.raises(BootstrapError, match="outcomes-data"):
         run_bootstrap(BootstrapConfig(world="real-outcomes", out=Path("/nonexistent"), **SMALL))
+
+
+def test_demo_sends_real_training_side_prompts_and_judges_by_real_scores(data_dir):
+    world = build_world(4, tenant_params=TenantParams(n_tenants=60))
+    real = live_real_world(world, data_dir)
+    keys = {t.tenant_id: f"key-{t.tenant_id}" for t in world.tenants}
+    items = list(itertools.islice(real_prepared_requests(world, real, keys, seed=2), 40))
+    train_side = {real.data.prompts[i] for i in real.data.train_prompts}
+    for item in items:
+        payload = json.loads(item.body)
+        last = payload["messages"][-1]["content"]
+        prompt, _, marker = last.rpartition("\n\n")
+        assert prompt == real.data.prompts[item.sim.prompt] and prompt in train_side
+        assert parse_sim_marker(marker).output_tokens == item.sim.output_tokens[-1]
+        assert item.api_key == keys[item.sim.tenant.tenant_id]
+
+    judge = RealJudge(world, real, judge_keys(world, keys), share=1.0, seed=0)
+    scores = real.p_good(np.array([item.sim.prompt for item in items]))
+    for column in range(len(world.catalog.names)):
+        sure = [(item, scores[k, column]) for k, item in enumerate(items) if scores[k, column] in (0.0, 1.0)]
+        for item, score in sure[:5]:
+            sku = world.catalog.names[column]
+            labels = [judge.score(item, sku, truncated=False) for _ in range(200)]
+            assert abs(np.mean(labels) - score) < 0.15  # the real score, flipped at the judge's 5%
