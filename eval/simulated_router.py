@@ -37,7 +37,7 @@ from eval.matched_cost import matched_cost_metrics, matched_cost_table
 from eval.simulated import EvaluationSet, compare_policies, frontier, load_evaluation_set
 from features.catalog import Catalog, load_catalog
 from offline.logged import TimeSplit, load_window, time_split
-from offline.replay import expected_costs, paced_choices, policy_choices
+from offline.replay import PolicyReplay, replay_policy
 from offline.rows import StoreLookup, evaluation_rows
 from router_model.artifact import RouterArtifact
 from router_model.policy import PolicyParams
@@ -84,24 +84,6 @@ class SimulatedEvalConfig:
 
 
 @dataclass(frozen=True, eq=False)
-class RouterReplay:
-    """A router's heads over the held-out candidate rows, and its policy's choices with λ paced."""
-
-    frame: pl.DataFrame  # offline.rows.evaluation_rows frame
-    predictions: dict[str, np.ndarray]
-    costs: np.ndarray  # expected serving cost per candidate row
-    params: PolicyParams  # λ paced to the budget
-    choices: pl.DataFrame  # [request_id, sku, expected_cost_usd]
-
-    def choices_at(self, cost_multiplier: float) -> pl.DataFrame:
-        """The same router's choices at another λ."""
-        if cost_multiplier == self.params.cost_multiplier:
-            return self.choices
-        params = replace(self.params, cost_multiplier=cost_multiplier)
-        return policy_choices(self.frame, self.predictions, self.costs, params)
-
-
-@dataclass(frozen=True, eq=False)
 class SimulatedEvaluation:
     router_version: str
     registered_version: str
@@ -144,12 +126,9 @@ def replay_router(
     features: np.ndarray,
     params: PolicyParams,
     catalog: Catalog,
-) -> RouterReplay:
+) -> PolicyReplay:
     """Score the candidate rows with the router and replay its policy, λ paced to the budget."""
-    predictions = RouterScorer(artifact).score(features)
-    costs = expected_costs(frame, predictions["output_tokens"], catalog)
-    lam, choices = paced_choices(frame, predictions, costs, params)
-    return RouterReplay(frame, predictions, costs, replace(params, cost_multiplier=lam), choices)
+    return replay_policy(frame, RouterScorer(artifact).score(features), params, catalog, pace=True)
 
 
 def restrict(world: EvaluationSet, request_ids: pl.Series) -> EvaluationSet:
@@ -166,7 +145,7 @@ def restrict(world: EvaluationSet, request_ids: pl.Series) -> EvaluationSet:
 
 
 def simulated_tables(
-    world: EvaluationSet, replay: RouterReplay, *, lambdas: tuple[float, ...], seed: int
+    world: EvaluationSet, replay: PolicyReplay, *, lambdas: tuple[float, ...], seed: int
 ) -> tuple[dict[str, pl.DataFrame], dict[str, float]]:
     """Baselines, the λ frontier (``lambdas`` and the paced λ) and the matched-cost table on the truth."""
     params = replay.params

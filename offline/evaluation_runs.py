@@ -49,10 +49,28 @@ def experiment_name(program: str) -> str:
     return f"{EXPERIMENT_PREFIX}{program}"
 
 
+def log_values(
+    client: Any,
+    run_id: str,
+    *,
+    params: Mapping[str, str],
+    metrics: Mapping[str, float],
+    tags: Mapping[str, str],
+) -> None:
+    """A run's params (cut to MLflow's 6,000 characters), metrics and tags in one batch, sorted by key."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    client.log_batch(
+        run_id,
+        metrics=[Metric(key, float(value), 0, 0) for key, value in sorted(metrics.items())],
+        params=[Param(key, str(value)[:6000]) for key, value in sorted(params.items())],
+        tags=[RunTag(key, str(value)) for key, value in sorted(tags.items())],
+    )
+
+
 def log_evaluation_run(mlruns: Path, run: EvaluationRun) -> str:
     """Log ``run`` as one finished MLflow run; returns its id."""
     from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param, RunTag
 
     mlruns = Path(mlruns).resolve()
     mlruns.mkdir(parents=True, exist_ok=True)
@@ -66,12 +84,7 @@ def log_evaluation_run(mlruns: Path, run: EvaluationRun) -> str:
         else client.create_experiment(name, artifact_location=(mlruns / "artifacts").as_uri())
     )
     run_id = client.create_run(experiment_id, run_name=run.run_name).info.run_id
-    client.log_batch(
-        run_id,
-        metrics=[Metric(key, float(value), 0, 0) for key, value in sorted(run.metrics.items())],
-        params=[Param(key, str(value)[:6000]) for key, value in sorted(run.params.items())],
-        tags=[RunTag(key, str(value)) for key, value in sorted(run.tags.items())],
-    )
+    log_values(client, run_id, params=run.params, metrics=run.metrics, tags=run.tags)
     with tempfile.TemporaryDirectory(prefix="switchyard-eval-run-") as folder:
         root = Path(folder)
         if run.tables:

@@ -10,7 +10,7 @@ candidate's expected cache hit (``Catalog.request_cost_usd``).
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
@@ -74,3 +74,40 @@ def paced_choices(
         if choices["expected_cost_usd"].mean() <= params.budget_usd:  # type: ignore[operator]
             break
     return lam, choices
+
+
+@dataclass(frozen=True, eq=False)
+class PolicyReplay:
+    """A router's heads over candidate rows and its policy's ε = 0 choices at ``params`` (λ paced or given)."""
+
+    frame: pl.DataFrame  # offline.rows.evaluation_rows frame
+    predictions: dict[str, np.ndarray]
+    costs: np.ndarray  # expected serving cost per candidate row
+    params: PolicyParams
+    choices: pl.DataFrame  # [request_id, sku, expected_cost_usd]
+
+    def choices_at(self, cost_multiplier: float) -> pl.DataFrame:
+        """The same router's choices at another λ."""
+        if cost_multiplier == self.params.cost_multiplier:
+            return self.choices
+        params = replace(self.params, cost_multiplier=cost_multiplier)
+        return policy_choices(self.frame, self.predictions, self.costs, params)
+
+
+def replay_policy(
+    frame: pl.DataFrame,
+    predictions: dict[str, np.ndarray],
+    params: PolicyParams,
+    catalog: Catalog,
+    *,
+    pace: bool,
+) -> PolicyReplay:
+    """Expected costs from the predicted output tokens, then the choices: λ paced to the budget on
+    predicted costs when ``pace``, else ``params.cost_multiplier``."""
+    costs = expected_costs(frame, predictions["output_tokens"], catalog)
+    if pace:
+        lam, choices = paced_choices(frame, predictions, costs, params)
+        params = replace(params, cost_multiplier=lam)
+    else:
+        choices = policy_choices(frame, predictions, costs, params)
+    return PolicyReplay(frame, predictions, costs, params, choices)

@@ -7,14 +7,14 @@ own metrics (AUC, log-loss, calibration, pinball losses) and puts them together.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
 from features.catalog import Catalog
 from offline.ope import OffPolicyValue, logged_value, rewards, snips
-from offline.replay import expected_costs, paced_choices, policy_choices
+from offline.replay import replay_policy
 from router_model.policy import PolicyParams
 
 
@@ -129,12 +129,8 @@ def evaluate_router(
     pace: bool = False,
 ) -> RouterEvaluation:
     """Head metrics, the policy's choices (λ paced to the budget when ``pace``) and their SNIPS value."""
-    costs = expected_costs(frame, predictions["output_tokens"], catalog)
-    if pace:
-        lam, choices = paced_choices(frame, predictions, costs, params)
-        params = replace(params, cost_multiplier=lam)
-    else:
-        choices = policy_choices(frame, predictions, costs, params)
+    replay = replay_policy(frame, predictions, params, catalog, pace=pace)
+    params, choices, costs = replay.params, replay.choices, replay.costs
     rewarded = rewards(logged, params)
     value = snips(choices, rewarded)
     metrics = head_metrics(predictions, frame, base_rate) | {

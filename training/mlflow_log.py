@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from features.schema import ALL_FEATURES, FEATURE_NAMES, FEATURE_SCHEMA_VERSION
-from offline.evaluation_runs import flat_table
+from offline.evaluation_runs import flat_table, log_values
 from offline.reference import DOCUMENT_PATH, SAMPLE_PATH
 from router_model.registry import (
     ARTIFACT_DIR,
@@ -104,16 +104,9 @@ class TrainingRegistry:
 
     def log_run(self, record: RunRecord, run_name: str) -> str:
         """One finished run with params, metrics, the router artifact, schema, sample, tables and plots."""
-        from mlflow.entities import Metric, Param, RunTag
-
         run = self._client.create_run(self._experiment_id(), run_name=run_name)
         run_id = run.info.run_id
-        self._client.log_batch(
-            run_id,
-            metrics=[Metric(key, float(value), 0, 0) for key, value in sorted(record.metrics.items())],
-            params=[Param(key, str(value)[:6000]) for key, value in sorted(record.params.items())],
-            tags=[RunTag(key, str(value)) for key, value in sorted(record.tags.items())],
-        )
+        log_values(self._client, run_id, params=record.params, metrics=record.metrics, tags=record.tags)
         with tempfile.TemporaryDirectory(prefix="switchyard-run-") as folder:
             root = Path(folder)
             router = root / ARTIFACT_DIR
