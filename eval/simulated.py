@@ -1,8 +1,8 @@
 """Evaluating routing policies in the simulated world, where the truth is known.
 
-The nightly trainer asks: on the held-out later window of the bootstrap logs, how does the
-learned policy compare with simple baselines on *true* quality, serving cost per request and
-TTFT? The logs cannot say (they only hold the outcome of the SKU the logging policy chose,
+``switchyard eval simulated`` (``eval.simulated_router``) asks: on the held-out later window of
+the bootstrap logs, how does a registered router's policy compare with simple baselines on
+*true* quality, serving cost per request and TTFT? The logs cannot say (they only hold the outcome of the SKU the logging policy chose,
 and no quality truth); the simulator can. So:
 
 1. :func:`load_evaluation_set` regenerates the hidden truth of every logged request
