@@ -45,6 +45,8 @@ def test_a_clean_window_exits_zero_or_one_and_publishes_its_verdict(logs, tmp_pa
     assert document["verdict"]["verdict_id"] == verdict.verdict_id and len(document["features"]) == len(
         ALL_FEATURES
     )
+    embedding = document["prompt_embedding"]  # a clean window's prompts: no classifier tells them apart
+    assert embedding["severity"] == "ok" and 0.4 < embedding["auc"] < 0.65 and embedding["current_rows"] > 200
 
     cleared = drift("--clear-safe-mode", "--state-dir", str(state), "--reason", "known tokenizer change")
     assert cleared.exit_code == 0 and "safe mode cleared" in cleared.output
