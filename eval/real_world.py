@@ -25,13 +25,15 @@ from pathlib import Path
 
 import polars as pl
 
-from eval.baselines import logged_candidates
+from eval.baselines import always_best, cheapest, logged_candidates, random_choice, rules
 from eval.matched_cost import matched_cost_metrics, matched_cost_table
+from eval.prompt_bootstrap import matched_margin_intervals, prompt_bootstrap
 from eval.sim_truth import GroundTruthMismatch, regenerate_ground_truth
 from eval.simulated import EvaluationSet, evaluate_choices, evaluation_set
 from eval.simulated_report import format_simulated, frontier_figure
 from eval.simulated_router import (
     MANIFEST,
+    RouterReplay,
     SimulatedEvalConfig,
     SimulatedEvaluation,
     load_router,
@@ -45,6 +47,9 @@ from offline.logged import load_window, time_split
 from offline.rows import StoreLookup, evaluation_rows
 
 PROGRAM = "world"
+# λ of the router's frontier: the nightly grid with more points at small λ, where the real world's
+# router moves from the dearest SKUs to the rules' cost (~60% of the budget) and below.
+WORLD_LAMBDAS = (0.0, 0.02, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0)
 LOGGING = "logging"
 Progress = Callable[[str], None]
 
@@ -99,12 +104,34 @@ def with_logging_policy(
     return {**tables, "baselines": baselines, "matched_cost": matched}, metrics
 
 
+def margin_intervals(
+    world: EvaluationSet, replay: RouterReplay, config: SimulatedEvalConfig, *, replicates: int
+) -> pl.DataFrame:
+    """The matched-cost margins against every baseline with intervals over resampled held-out prompts."""
+    candidates = world.candidates
+    baselines = {
+        "random": random_choice(candidates, seed=config.seed),
+        "cheapest": cheapest(candidates),
+        "always_best": always_best(candidates),
+        "rules": rules(candidates),
+        LOGGING: logging_choices(world),
+    }
+    lambdas = sorted({*config.lambdas, replay.params.cost_multiplier})
+    learned = {f"learned λ={lam:g}": replay.choices_at(lam) for lam in lambdas}
+    replicated = prompt_bootstrap(
+        world.truth, world.truth_by_candidate, baselines | learned, replicates=replicates, seed=config.seed
+    )
+    frontier = dict(zip(lambdas, learned, strict=True))
+    return matched_margin_intervals(replicated, frontier, list(baselines))
+
+
 def run_world_evaluation(
     config: SimulatedEvalConfig,
     lookup: StoreLookup,
     *,
     outcomes_data: Path | None,
     progress: Progress = print,
+    replicates: int = 1000,
 ) -> WorldEvaluation:
     """Evaluate the registered router ``config.version`` on the real truth of the held-out window."""
     logs = Path(config.logs)
@@ -126,6 +153,10 @@ def run_world_evaluation(
     world = restrict(world, requests["request_id"])
     tables, metrics = simulated_tables(world, replay, lambdas=config.lambdas, seed=config.seed)
     tables, metrics = with_logging_policy(world, tables, metrics)
+    tables["matched_cost_intervals"] = margin_intervals(world, replay, config, replicates=replicates)
+    for row in tables["matched_cost_intervals"].iter_rows(named=True):
+        metrics |= {f"matched.{row['baseline']}.margin_low": row["margin_low"]}
+        metrics |= {f"matched.{row['baseline']}.margin_positive_share": row["margin_positive_share"]}
     evaluation = SimulatedEvaluation(
         router_version=router.artifact.router_version,
         registered_version=router.version,
@@ -147,7 +178,19 @@ def format_world(result: WorldEvaluation, run_id: str | None = None) -> str:
         f"SKU → model: {mapping}",
     ]
     report = format_simulated(result.evaluation, run_id).replace("simulated world", "real-outcomes world")
-    return "\n".join([*header, report])
+    intervals = [
+        "margins over resampled held-out prompts (95% interval; share of replicates the router wins):",
+        f"  {'baseline':<12} {'at equal cost (mixing two λ)':<34} one λ at no more cost",
+    ]
+    for row in result.evaluation.tables["matched_cost_intervals"].iter_rows(named=True):
+        mixed, pure = (
+            "out of range"
+            if row[f"{k}_low"] != row[f"{k}_low"]  # NaN: no replicate in range
+            else f"[{row[f'{k}_low']:+.3f}, {row[f'{k}_high']:+.3f}] wins {row[f'{k}_positive_share']:.0%}"
+            for k in ("margin", "pure_margin")
+        )
+        intervals.append(f"  {row['baseline']:<12} {mixed:<34} {pure}")
+    return "\n".join([*header, report, *intervals])
 
 
 def log_world_run(config: SimulatedEvalConfig, result: WorldEvaluation) -> str:

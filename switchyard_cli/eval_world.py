@@ -42,7 +42,7 @@ def eval_world_command(
 
     Read-only towards the registry: nothing is trained or promoted.
     """
-    from eval.real_world import format_world, log_world_run, run_world_evaluation
+    from eval.real_world import WORLD_LAMBDAS, format_world, log_world_run, run_world_evaluation
     from eval.sim_truth import GroundTruthMismatch
     from eval.simulated_router import SimulatedEvalConfig
     from offline.feast_adapter import store_lookup
@@ -55,6 +55,7 @@ def eval_world_command(
         eval_days=eval_days,
         max_requests=max_requests or None,
         seed=seed,
+        lambdas=WORLD_LAMBDAS,
     )
     if not (logs / "_manifest.json").is_file():
         typer.echo(
