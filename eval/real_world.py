@@ -33,7 +33,6 @@ from eval.simulated import EvaluationSet, evaluate_choices, evaluation_set
 from eval.simulated_report import format_simulated, frontier_figure
 from eval.simulated_router import (
     MANIFEST,
-    RouterReplay,
     SimulatedEvalConfig,
     SimulatedEvaluation,
     load_router,
@@ -44,6 +43,7 @@ from eval.simulated_router import (
 from features.catalog import load_catalog
 from offline.evaluation_runs import EvaluationRun, log_evaluation_run
 from offline.logged import load_window, time_split
+from offline.replay import PolicyReplay
 from offline.rows import StoreLookup, evaluation_rows
 
 PROGRAM = "world"
@@ -105,7 +105,7 @@ def with_logging_policy(
 
 
 def margin_intervals(
-    world: EvaluationSet, replay: RouterReplay, config: SimulatedEvalConfig, *, replicates: int
+    world: EvaluationSet, replay: PolicyReplay, config: SimulatedEvalConfig, *, replicates: int
 ) -> pl.DataFrame:
     """The matched-cost margins against every baseline with intervals over resampled held-out prompts."""
     candidates = world.candidates
