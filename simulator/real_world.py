@@ -84,7 +84,6 @@ class PolicyFacts:
     surface: np.ndarray  # index into SURFACES
 
 
-_ROW_LEVEL = ("prompt_tokens", "system_tokens", "turns", "max_tokens", "has_tools", "stream")
 _VOCABULARY = {"tenant_tier": TENANT_TIERS, "surface": SURFACES}
 
 
@@ -248,7 +247,6 @@ class RealOutcomeWorld:
 
 
 _FEATURE_INDEX = {spec.name: i for i, spec in enumerate(REQUEST_FEATURES)}
-assert set(_ROW_LEVEL) <= set(_FEATURE_INDEX)
 
 
 def build_real_world(catalog: Catalog, data_path: Path, *, heldout_from_us: int) -> RealOutcomeWorld:
