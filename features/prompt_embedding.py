@@ -44,14 +44,15 @@ from pathlib import Path
 import numpy as np
 
 from features.schema import PROMPT_EMBEDDING_DIMS
-from features.task_classifier import DEFAULT_MAX_CHARS, read_window
+from features.task_classifier import read_window
 
 EMBEDDING_VERSION = "1"
 """Version of the transform above; an artifact records it and is refused by other code."""
 DEFAULT_DIMS = PROMPT_EMBEDDING_DIMS
 DEFAULT_BITS = 15
 NGRAM_SIZES: tuple[int, ...] = (3, 4, 5)
-MAX_CHARS = DEFAULT_MAX_CHARS
+MAX_CHARS = 900
+"""Characters of the instruction window read (the task-type classifier's default too)."""
 ARTIFACT_RESOURCE = "models/prompt_embedding.npz"
 METADATA_RESOURCE = "models/prompt_embedding.json"
 """The packaged artifact, relative to the ``features`` package."""
@@ -167,6 +168,10 @@ class PromptEmbedder:
             raise ValueError(
                 f"prompt embedding built for version {metadata.get('version')}, code has {EMBEDDING_VERSION}"
             )
+        featurizer = {"ngram_sizes": list(NGRAM_SIZES), "max_chars": MAX_CHARS}
+        recorded = {key: metadata[key] for key in featurizer if key in metadata}
+        if recorded != {key: featurizer[key] for key in recorded}:
+            raise ValueError(f"prompt embedding fit with featurizer {recorded}, code has {featurizer}")
         expected = metadata.get("sha256")
         if expected is not None and hashlib.sha256(npz).hexdigest() != expected:
             raise ValueError("prompt embedding arrays do not match the sha256 their metadata records")

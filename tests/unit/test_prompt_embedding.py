@@ -135,3 +135,11 @@ def test_nearest_neighbours_match_a_brute_force_search() -> None:
         assert indices[row].tolist() == np.argsort(-brute[row])[:4].tolist()
         np.testing.assert_allclose(similarities[row], np.sort(brute[row])[::-1][:4], rtol=1e-6)
     assert nearest_neighbours(train[:2], query, k=5)[0].shape == (2, 2)
+
+
+def test_load_refuses_another_featurizer(tmp_path: Path, fitted: PromptEmbedder) -> None:
+    json_path = fitted.save(tmp_path / "emb.npz")
+    metadata = json.loads(json_path.read_text())
+    npz = (tmp_path / "emb.npz").read_bytes()
+    with pytest.raises(ValueError, match="featurizer"):
+        PromptEmbedder.from_bytes(npz, {**metadata, "ngram_sizes": [3, 5]})
