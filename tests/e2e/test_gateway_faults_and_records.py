@@ -18,8 +18,10 @@ import polars as pl
 import pytest
 from gateway_harness import EU_KEY, FREE_KEY, US_KEY, Fleet, app_settings, running_fleet, running_gateway
 
+from features.prompt_embedding import embed_prompt
 from features.record_store import scan_records
 from features.records import AttemptRecord, DecisionRecord, OutcomeRecord
+from features.schema import PROMPT_EMBEDDING_DIMS
 
 PROMPT = [{"role": "user", "content": "Summarize routing in two lines. [[sim out=40]]"}]
 
@@ -184,3 +186,7 @@ def test_zz_every_accepted_request_has_exactly_one_decision_and_outcome(world) -
     assert (joined["attempts"] == joined["len"]).all()
     assert attempts.filter(pl.col("status") != "ok").height > 0
     assert ((decisions["propensity"] > 0) & (decisions["propensity"] <= 1)).all()
+    # every request sent PROMPT: each decision records its prompt embedding as serving computed it
+    served = scan_records(logs, DecisionRecord).select("request_features").collect()["request_features"]
+    embedding = embed_prompt(PROMPT[0]["content"]).tolist()
+    assert all(list(vector)[-PROMPT_EMBEDDING_DIMS:] == embedding for vector in served.to_list())
