@@ -31,14 +31,20 @@ def benchmark_command(
     ] = None,
     bootstrap: Annotated[int, typer.Option(help="bootstrap resamples of the prompts")] = 1000,
     seed: Annotated[int, typer.Option()] = 0,
-    dims: Annotated[
-        str, typer.Option(help="prompt-embedding widths to compare; the first is ours")
-    ] = "32,64",
+    representation: Annotated[
+        list[str],
+        typer.Option(
+            help="hashed<dims> (the v3 prompt embedding) or minilm; repeat to compare; the first is ours"
+        ),
+    ] = ["hashed32"],  # noqa: B006
     group_column: Annotated[str | None, typer.Option(help="wide CSV: the task/group column")] = None,
     mlruns: Annotated[Path, typer.Option(help="MLflow folder")] = Path("mlruns"),
     no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="skip the MLflow run")] = False,
     out: Annotated[Path, typer.Option(help="where results and plots go")] = Path("reports/benchmarks"),
     write_docs: Annotated[Path | None, typer.Option(help="render the tables into this markdown file")] = None,
+    docs_section: Annotated[
+        str, typer.Option(help="the marked section of --write-docs the tables go into")
+    ] = "benchmark-tables",
     from_results: Annotated[
         Path | None, typer.Option(help="render this results.json instead of running")
     ] = None,
@@ -46,7 +52,13 @@ def benchmark_command(
     """Benchmark our router and the baselines on real outcome data (docs/router-quality.md)."""
     from eval.benchmarks.datasets import BUILT_IN
     from eval.benchmarks.frontier_plot import plot_all
-    from eval.benchmarks.results import docs_with_tables, render_tables, write_results
+    from eval.benchmarks.results import (
+        docs_with_tables,
+        docs_with_verdicts,
+        render_tables,
+        render_verdicts,
+        write_results,
+    )
 
     if from_results is not None:
         document = json.loads(from_results.read_text(encoding="utf-8"))
@@ -57,7 +69,7 @@ def benchmark_command(
         if unknown:
             raise typer.BadParameter(f"unknown dataset(s) {unknown}; choose from {DATASET_CHOICES}")
         datasets = BUILT_IN if "all" in dataset else tuple(dataset)
-        document = _run(datasets, data, split, bootstrap, seed, dims, group_column)
+        document = _run(datasets, data, split, bootstrap, seed, representation, group_column)
         files = list(write_results(document, out))
         plots = plot_all(document, out / "plots")
         if not no_mlflow:
@@ -68,26 +80,30 @@ def benchmark_command(
             typer.echo(f"MLflow run {run_id} (experiment router-benchmarks, {mlruns})")
         typer.echo(f"results: {files[0]}, {files[1]}; plots: {out / 'plots'}")
     tables = render_tables(document)
+    verdicts = render_verdicts(document)
     typer.echo(tables)
+    typer.echo(verdicts)
     if write_docs is not None:
         existing = write_docs.read_text(encoding="utf-8") if write_docs.exists() else ""
-        write_docs.write_text(docs_with_tables(existing, tables), encoding="utf-8")
+        updated = docs_with_tables(existing, tables, docs_section)
+        if docs_section == "benchmark-tables":
+            updated = docs_with_verdicts(updated, verdicts)
+        write_docs.write_text(updated, encoding="utf-8")
         typer.echo(f"tables written into {write_docs}")
 
 
-def _run(datasets, data: Path, split, reps: int, seed: int, dims: str, group_column) -> dict:
-    from eval.benchmarks.representations import HashedProjection
+def _run(datasets, data: Path, split, reps: int, seed: int, representations: list[str], group_column) -> dict:
+    from eval.benchmarks.representations import representation_named
     from eval.benchmarks.results import results_document
     from eval.benchmarks.run import BenchmarkConfig, run_benchmark
 
-    widths = tuple(int(width) for width in dims.split(",") if width.strip())
     config = BenchmarkConfig(
         datasets=tuple(datasets),
         data=data,
         splits=(split,) if split else None,
         reps=reps,
         seed=seed,
-        representations=tuple(HashedProjection(width, seed) for width in widths),
+        representations=tuple(representation_named(name, seed) for name in representations),
         group_column=group_column,
     )
     started = time.perf_counter()

@@ -14,6 +14,8 @@ import numpy as np
 
 from eval.benchmarks.fold_inputs import FoldInputs, neighbour_quality, top_k_neighbours
 
+DEFAULT_K = 25
+
 
 @dataclass(frozen=True)
 class RandomRouter:
@@ -57,11 +59,11 @@ class KnnRouter:
     """Mean quality per model over the ``k`` training prompts nearest in ``representation``."""
 
     representation: str
-    k: int = 25
+    k: int = 25  # DEFAULT_K
 
     @property
     def name(self) -> str:
-        return f"knn[{self.representation}]"
+        return f"knn[{self.representation}]" if self.k == DEFAULT_K else f"knn{self.k}[{self.representation}]"
 
     def predict(self, inputs: FoldInputs) -> np.ndarray:
         train, test = inputs.embeddings[self.representation]

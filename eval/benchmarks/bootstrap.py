@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CHUNK = 100
+CHUNK = 25
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,13 @@ import numpy as np
 from eval.benchmarks.bootstrap import Interval, interval, resample_counts
 from eval.benchmarks.frontier import Hull, frontier_metrics, upper_hull
 from eval.benchmarks.outcomes import OutcomeMatrix
-from eval.benchmarks.two_model import PairOutcomes, pgr_curve, routing_order, two_model_metrics
+from eval.benchmarks.two_model import (
+    PairOutcomes,
+    pgr_curve,
+    routing_order,
+    two_model_metrics,
+    two_model_metrics_batch,
+)
 
 LAMBDA_STEPS = 60
 CURVE_POINTS = 101
@@ -68,17 +74,16 @@ def _two_model(evaluated: OutcomeMatrix, predictions: dict[str, np.ndarray], pai
     tiebreak = np.random.default_rng(seed + 1).permutation(n)
     orders = {name: routing_order(p[:, strong] - p[:, weak], tiebreak) for name, p in predictions.items()}
     full = {name: two_model_metrics(order, outcomes, np.ones(n)) for name, order in orders.items()}
-    samples: dict[str, list[dict[str, float]]] = {name: [] for name in orders}
+    samples: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in orders}
     for counts in resample_counts(n, reps, seed):
-        for weights in counts:
-            for name, order in orders.items():
-                samples[name].append(two_model_metrics(order, outcomes, weights))
+        for name, order in orders.items():
+            samples[name].append(two_model_metrics_batch(order, outcomes, counts.astype(np.float64)))
     scores = []
     for name, order in orders.items():
         share, pgr, _, _ = pgr_curve(order, outcomes, np.ones(n))
         grid = np.linspace(0, 1, CURVE_POINTS)
         metrics = {
-            key: interval(value, np.array([s[key] for s in samples[name]]))
+            key: interval(value, np.concatenate([s[key] for s in samples[name]]))
             for key, value in full[name].items()
         }
         scores.append(

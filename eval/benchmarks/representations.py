@@ -8,11 +8,14 @@ transform, ``features.prompt_embedding`` fitted by ``offline.prompt_representati
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
+from features.schema import PROMPT_EMBEDDING_DIMS
 
 
 class Representation(Protocol):
@@ -29,7 +32,7 @@ class FittedRepresentation(Protocol):
 class HashedProjection:
     """The v3 prompt embedding: hashed byte n-grams → TF-IDF → SVD projection (``dims`` wide)."""
 
-    dims: int = 32
+    dims: int = PROMPT_EMBEDDING_DIMS
     seed: int = 0
 
     @property
@@ -49,6 +52,73 @@ class _EmbedderTransform:
 
     def transform(self, texts: Sequence[str]) -> np.ndarray:
         return self.embedder.embed_many(texts)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class MiniLmSentences:
+    """all-MiniLM-L6-v2 mean-pooled sentence vectors (``offline.minilm_embedding``; 384 wide).
+
+    Pretrained on outside text, so nothing is fitted per fold; an offline comparator only (a
+    numpy forward pass per prompt, far over the gateway's budget), and it needs the optional
+    wheel named in that module."""
+
+    name: str = "minilm"
+
+    def fit(self, texts: Sequence[str]) -> FittedRepresentation:
+        from offline.minilm_embedding import MiniLmEncoder
+
+        return _EmbedderTransform(_encoder(MiniLmEncoder))
+
+
+_ENCODERS: dict[type, object] = {}
+
+
+def _encoder(kind: type) -> object:
+    if kind not in _ENCODERS:
+        _ENCODERS[kind] = kind.load()  # type: ignore[attr-defined]
+    return _ENCODERS[kind]
+
+
+def representation_named(name: str, seed: int = 0) -> Representation:
+    """``hashed<dims>`` (the v3 prompt embedding at that width) or ``minilm``."""
+    if name == "minilm":
+        return MiniLmSentences()
+    if name.startswith("hashed") and name.removeprefix("hashed").isdigit():
+        return HashedProjection(int(name.removeprefix("hashed")), seed)
+    raise ValueError(f"unknown representation {name!r}: hashed<dims> or minilm")
+
+
+@contextmanager
+def memoised_hashing() -> Iterator[None]:
+    """While open, the per-text hashing step of the prompt embedding keeps its result per text.
+
+    ``features.prompt_embedding.signed_term_frequencies`` is the first step of both the fit
+    (``offline.prompt_representation``) and the transform (``PromptEmbedder.embed``), and the
+    harness would otherwise hash every prompt again for each fold, representation and side
+    (fit, train rows, test rows) — 30 times per MMLU prompt. Inside this context both modules call
+    the same function through a memo, so each (text, bits) is hashed once and the vectors are
+    exactly those of the unmemoised code (tests/unit/test_benchmark_run.py checks it). The memo
+    lives as long as the context: the harness opens one per split.
+    """
+    import features.prompt_embedding as embedding
+    import offline.prompt_representation as fitting
+
+    original = embedding.signed_term_frequencies
+    memo: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def memoised(text: str, bits: int = embedding.DEFAULT_BITS) -> tuple[np.ndarray, np.ndarray]:
+        key = (text, bits)
+        if key not in memo:
+            memo[key] = original(text, bits)
+        return memo[key]
+
+    embedding.signed_term_frequencies = memoised
+    fitting.signed_term_frequencies = memoised
+    try:
+        yield
+    finally:
+        embedding.signed_term_frequencies = original
+        fitting.signed_term_frequencies = original
 
 
 def fit_transform(

@@ -124,14 +124,77 @@ def render_tables(document: dict) -> str:
     return "\n".join(parts)
 
 
-TABLES_START = "<!-- benchmark-tables:start -->"
-TABLES_END = "<!-- benchmark-tables:end -->"
+DEFAULT_SECTION = "benchmark-tables"
 
 
-def docs_with_tables(doc: str, tables: str) -> str:
-    """``doc`` with the text between the two table markers replaced (markers appended if absent)."""
-    block = f"{TABLES_START}\n{tables.rstrip()}\n{TABLES_END}"
-    if TABLES_START in doc and TABLES_END in doc:
-        head, rest = doc.split(TABLES_START, 1)
-        return head + block + rest.split(TABLES_END, 1)[1]
+def docs_with_tables(doc: str, tables: str, section: str = DEFAULT_SECTION) -> str:
+    """``doc`` with the text between ``<!-- section:start -->`` and ``<!-- section:end -->``
+    replaced (the markers appended if absent)."""
+    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
+    block = f"{start}\n{tables.rstrip()}\n{end}"
+    if start in doc and end in doc:
+        head, rest = doc.split(start, 1)
+        return head + block + rest.split(end, 1)[1]
     return doc.rstrip() + "\n\n" + block + "\n"
+
+
+VERDICTS_START = "<!-- verdicts:start -->"
+VERDICTS_END = "<!-- verdicts:end -->"
+OURS = "ours"
+# (dataset, split, router, metric, comparison, threshold or another router, what the issue asks)
+TARGETS = (
+    ("mt_bench", "cross", OURS, "apgr", ">", 0.802, "MT-Bench APGR above RouteLLM's best (0.802)"),
+    ("mt_bench", "cross", OURS, "cpt_50", "<", 0.134, "MT-Bench CPT(50%) below RouteLLM's best (13.4%)"),
+    ("mmlu", "grouped", OURS, "apgr", ">", 0.60, "MMLU subject-grouped APGR above 0.60"),
+    ("llmrouter", "given", OURS, "aiq", ">", "task-prior", "LLMRouter AIQ above the per-task prior"),
+    ("llmrouter", "given", OURS, "aiq", ">", "knn[hashed32]", "LLMRouter AIQ above kNN"),
+    (
+        "llmrouter",
+        "given",
+        OURS,
+        "cost_saved_at_best_quality",
+        ">=",
+        0.30,
+        "LLMRouter ≥ 30% cheaper than the best single model at its quality",
+    ),
+)
+
+
+def _metric(document: dict, dataset: str, split: str, router: str, metric: str) -> dict | None:
+    for evaluation in document["evaluations"]:
+        if evaluation["dataset"] == dataset and evaluation["split"] == split:
+            for entry in evaluation["routers"]:
+                if entry["router"] == router:
+                    return entry["metrics"].get(metric)
+    return None
+
+
+def render_verdicts(document: dict) -> str:
+    """The issue's targets against the run: measured value [95% interval], the bar, met or not."""
+    lines = ["| target | measured (ours) | bar | met |", "|---|---|---|---|"]
+    for dataset, split, router, metric, comparison, bar, title in TARGETS:
+        measured = _metric(document, dataset, split, router, metric)
+        if measured is None:
+            lines.append(f"| {title} | not in this run | | |")
+            continue
+        percent = metric.startswith(("cpt", "cost"))
+        if isinstance(bar, str):
+            other = _metric(document, dataset, split, bar, metric)
+            bar_value = other["value"] if other else float("nan")
+            bar_text = f"{bar}: {_cell(other, percent)}" if other else f"{bar}: not in this run"
+        else:
+            bar_value, bar_text = bar, (f"{bar * 100:.1f}%" if percent else f"{bar:.3f}")
+        value = measured["value"]
+        met = {">": value > bar_value, "<": value < bar_value, ">=": value >= bar_value}[comparison]
+        met = met and math.isfinite(value)
+        lines.append(
+            f"| {title} | {_cell(measured, percent)} | {comparison} {bar_text} | {'yes' if met else '**no**'} |"
+        )
+    return "\n".join(lines)
+
+
+def docs_with_verdicts(doc: str, verdicts: str) -> str:
+    if VERDICTS_START not in doc or VERDICTS_END not in doc:
+        return doc
+    head, rest = doc.split(VERDICTS_START, 1)
+    return head + f"{VERDICTS_START}\n{verdicts}\n{VERDICTS_END}" + rest.split(VERDICTS_END, 1)[1]

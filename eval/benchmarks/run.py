@@ -21,7 +21,7 @@ from eval.benchmarks.evaluate import Evaluation, evaluate_predictions
 from eval.benchmarks.fold_inputs import FoldInputs
 from eval.benchmarks.learned_routers import LightGbmRouter, MatrixFactorisationRouter
 from eval.benchmarks.outcomes import OutcomeMatrix, outcome_matrix
-from eval.benchmarks.representations import HashedProjection, Representation, fit_transform
+from eval.benchmarks.representations import HashedProjection, Representation, fit_transform, memoised_hashing
 from eval.benchmarks.request_features import request_feature_rows
 from eval.benchmarks.splits import Split, cross_split, given_split, grouped_split, random_split
 
@@ -47,7 +47,7 @@ class BenchmarkConfig:
     splits: tuple[str, ...] | None = None  # None: each data set's DEFAULT_SPLITS
     reps: int = 1000
     seed: int = 0
-    representations: tuple[Representation, ...] = (HashedProjection(32), HashedProjection(64))
+    representations: tuple[Representation, ...] = (HashedProjection(),)
     group_column: str | None = None
 
 
@@ -69,7 +69,8 @@ def router_lineup(representations: Sequence[Representation]) -> list:
         LightGbmRouter(None, label="lgbm[v2 request features]"),
         LightGbmRouter(first, label=OURS),
     ]
-    lineup += [LightGbmRouter(rep.name) for rep in representations[1:]]
+    for rep in representations[1:]:
+        lineup += [KnnRouter(rep.name), LightGbmRouter(rep.name)]
     lineup += [LightGbmRouter(first, knn_features=True), OracleRouter()]
     return lineup
 
@@ -152,7 +153,8 @@ def _run_benchmark(config: BenchmarkConfig, log: Callable[[str], None]) -> Bench
             split = build_split(split_name, dataset, cache, config.seed)
             pair_names = TWO_MODEL_PAIRS.get(dataset)
             pair = tuple(split.pool.models.index(m) for m in pair_names) if pair_names else None
-            predictions = out_of_fold(split, lineup, config, cache.request_rows(split.pool), pair)
+            with memoised_hashing():
+                predictions = out_of_fold(split, lineup, config, cache.request_rows(split.pool), pair)
             evaluated = split.pool.subset(split.evaluated)
             evaluation = evaluate_predictions(
                 evaluated,

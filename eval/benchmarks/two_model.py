@@ -54,12 +54,41 @@ def pgr_curve(order: np.ndarray, outcomes: PairOutcomes, weights: np.ndarray) ->
 
 
 def two_model_metrics(order: np.ndarray, outcomes: PairOutcomes, weights: np.ndarray) -> dict[str, float]:
-    share, pgr, quality, cost = pgr_curve(order, outcomes, weights)
-    metrics = {"apgr": float(np.trapezoid(pgr, share))}
+    """The metrics for one weight vector ``[n]``."""
+    batch = two_model_metrics_batch(order, outcomes, np.asarray(weights, dtype=np.float64)[None, :])
+    return {key: float(values[0]) for key, values in batch.items()}
+
+
+def two_model_metrics_batch(
+    order: np.ndarray, outcomes: PairOutcomes, weights: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The metrics for each row of ``weights`` ``[reps, n]`` at once (the same arithmetic as
+    :func:`pgr_curve`, vectorised over resamples); NaN where a level is never reached."""
+    w = weights[:, order].astype(np.float64)
+    total = w.sum(axis=1, keepdims=True)
+    base_quality = weights @ outcomes.q_weak / total[:, 0]
+    strong_quality = weights @ outcomes.q_strong / total[:, 0]
+    base_cost = weights @ outcomes.c_weak / total[:, 0]
+    zeros = np.zeros((w.shape[0], 1))
+    share = np.hstack([zeros, np.cumsum(w, axis=1) / total])
+    gain = np.hstack([zeros, np.cumsum(w * (outcomes.q_strong - outcomes.q_weak)[order], axis=1) / total])
+    extra = np.hstack([zeros, np.cumsum(w * (outcomes.c_strong - outcomes.c_weak)[order], axis=1) / total])
+    spread = strong_quality - base_quality
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pgr = gain / spread[:, None]
+    metrics = {"apgr": np.trapezoid(pgr, share, axis=1)}
     for level in CPT_LEVELS:
-        reached = np.flatnonzero(pgr >= level - 1e-12)
-        metrics[f"cpt_{round(level * 100)}"] = float(share[reached[0]]) if reached.size else float("nan")
-    target = QUALITY_SHARE * quality[-1]  # the last step routes every prompt to the strong model
-    reached = np.flatnonzero(quality >= target - 1e-12)
-    metrics["cost_saved_at_95"] = float(1.0 - cost[reached[0]] / cost[-1]) if reached.size else float("nan")
+        metrics[f"cpt_{round(level * 100)}"] = _first_share(pgr >= level - 1e-12, share)
+    quality = base_quality[:, None] + gain
+    reached = quality >= QUALITY_SHARE * quality[:, -1:] - 1e-12
+    first = np.argmax(reached, axis=1)
+    rows = np.arange(w.shape[0])
+    cost = base_cost + extra[rows, first]
+    saved = 1.0 - cost / (base_cost + extra[:, -1])
+    metrics["cost_saved_at_95"] = np.where(reached.any(axis=1), saved, np.nan)
     return metrics
+
+
+def _first_share(reached: np.ndarray, share: np.ndarray) -> np.ndarray:
+    first = np.argmax(reached, axis=1)
+    return np.where(reached.any(axis=1), share[np.arange(share.shape[0]), first], np.nan)

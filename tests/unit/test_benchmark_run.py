@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from benchmark_synthetic import synthetic_wide_csv
 
-from eval.benchmarks.representations import HashedProjection
+from eval.benchmarks.representations import HashedProjection, fit_transform, memoised_hashing
 from eval.benchmarks.run import OURS, BenchmarkConfig, run_benchmark
 
 ROUTING_DATA = Path(__file__).resolve().parents[3] / "shared" / "routing_data"
@@ -62,3 +63,15 @@ def test_mt_bench_grouped_two_model_metrics():
     for score in evaluation.routers:
         assert 0.0 <= score.metrics["cpt_50"].value <= 1.0
         assert score.metrics["apgr"].low <= score.metrics["apgr"].high
+
+
+def test_memoised_hashing_gives_the_same_embeddings():
+    import features.prompt_embedding as embedding
+
+    texts = [f"question {i}: what is {i} plus {i * 7}? answer with a number" for i in range(60)]
+    plain_train, plain_test = fit_transform(HashedProjection(8), texts[:50], texts[50:])
+    with memoised_hashing():
+        memo_train, memo_test = fit_transform(HashedProjection(8), texts[:50], texts[50:])
+        assert embedding.signed_term_frequencies.__name__ == "memoised"
+    assert embedding.signed_term_frequencies.__name__ == "signed_term_frequencies"
+    assert np.array_equal(plain_train, memo_train) and np.array_equal(plain_test, memo_test)
