@@ -28,6 +28,7 @@ LAMBDA_STEPS = 60
 CURVE_POINTS = 101
 ORACLE = "oracle"
 SINGLE_MIX = "single models (mixed)"
+REFERENCE = "ours"
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,20 +79,15 @@ def _two_model(evaluated: OutcomeMatrix, predictions: dict[str, np.ndarray], pai
     for counts in resample_counts(n, reps, seed):
         for name, order in orders.items():
             samples[name].append(two_model_metrics_batch(order, outcomes, counts.astype(np.float64)))
-    scores = []
+    draws = {
+        name: {key: np.concatenate([s[key] for s in samples[name]]) for key in full[name]} for name in orders
+    }
+    grid = np.linspace(0, 1, CURVE_POINTS)
+    curves = {}
     for name, order in orders.items():
         share, pgr, _, _ = pgr_curve(order, outcomes, np.ones(n))
-        grid = np.linspace(0, 1, CURVE_POINTS)
-        metrics = {
-            key: interval(value, np.concatenate([s[key] for s in samples[name]]))
-            for key, value in full[name].items()
-        }
-        scores.append(
-            RouterScore(
-                name, metrics, {"strong_share": grid.tolist(), "pgr": np.interp(grid, share, pgr).tolist()}
-            )
-        )
-    return scores
+        curves[name] = {"strong_share": grid.tolist(), "pgr": np.interp(grid, share, pgr).tolist()}
+    return _scores(full, draws, curves, "apgr")
 
 
 def _many_model(evaluated: OutcomeMatrix, predictions: dict[str, np.ndarray], reps, seed):
@@ -120,24 +116,35 @@ def _many_model(evaluated: OutcomeMatrix, predictions: dict[str, np.ndarray], re
         for weights in counts:
             for name, metrics in one(weights.astype(np.float64)).items():
                 samples[name].append(metrics)
-    scores = []
+    draws = {name: {key: np.array([s[key] for s in samples[name]]) for key in full[name]} for name in full}
+    curves = {}
     for name in full:
         if name == SINGLE_MIX:
             cost, quality = evaluated.cost.mean(axis=0), evaluated.quality.mean(axis=0)
         else:
             cost, quality = chosen_c[name].mean(axis=1), chosen_q[name].mean(axis=1)
         hull = upper_hull(cost, quality)
-        metrics = {
-            key: interval(value, np.array([s[key] for s in samples[name]]))
-            for key, value in full[name].items()
-        }
-        curve = {
+        curves[name] = {
             "cost_usd": cost.tolist(),
             "quality": quality.tolist(),
             "hull_cost_usd": hull.cost.tolist(),
             "hull_quality": hull.quality.tolist(),
         }
-        scores.append(RouterScore(name, metrics, curve))
+    return _scores(full, draws, curves, "aiq")
+
+
+def _scores(full: dict, draws: dict, curves: dict, headline: str) -> list[RouterScore]:
+    """Intervals of every metric, plus ``<headline>_vs_ours``: the router's headline metric minus
+    our router's, on the same resamples (a paired interval), when our router was evaluated."""
+    scores = []
+    for name in full:
+        metrics = {key: interval(value, draws[name][key]) for key, value in full[name].items()}
+        if REFERENCE in full:
+            metrics[f"{headline}_vs_ours"] = interval(
+                full[name][headline] - full[REFERENCE][headline],
+                draws[name][headline] - draws[REFERENCE][headline],
+            )
+        scores.append(RouterScore(name, metrics, curves[name]))
     return scores
 
 

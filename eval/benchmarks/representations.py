@@ -67,10 +67,25 @@ class MiniLmSentences:
     def fit(self, texts: Sequence[str]) -> FittedRepresentation:
         from offline.minilm_embedding import MiniLmEncoder
 
-        return _EmbedderTransform(_encoder(MiniLmEncoder))
+        return _MemoisedTransform(_encoder(MiniLmEncoder), _MINILM_MEMO)
 
 
 _ENCODERS: dict[type, object] = {}
+_MINILM_MEMO: dict[str, np.ndarray] = {}
+
+
+@dataclass(frozen=True)
+class _MemoisedTransform:
+    """A fit-free encoder's vectors, kept per text for the process (each fold asks again)."""
+
+    encoder: object
+    memo: dict[str, np.ndarray]
+
+    def transform(self, texts: Sequence[str]) -> np.ndarray:
+        missing = [text for text in dict.fromkeys(texts) if text not in self.memo]
+        if missing:
+            self.memo.update(zip(missing, self.encoder.embed_many(missing), strict=True))  # type: ignore[attr-defined]
+        return np.stack([self.memo[text] for text in texts])
 
 
 def _encoder(kind: type) -> object:

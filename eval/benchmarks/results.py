@@ -15,13 +15,14 @@ from typing import Any
 
 import polars as pl
 
-from eval.benchmarks.evaluate import Evaluation
+from eval.benchmarks.evaluate import REFERENCE, Evaluation
 
 TWO_MODEL_COLUMNS = (
     ("apgr", "APGR", False),
     ("cpt_50", "CPT(50%)", True),
     ("cpt_80", "CPT(80%)", True),
     ("cost_saved_at_95", "cost saved at 95% of strong", True),
+    ("apgr_vs_ours", "APGR − ours (paired)", False),
 )
 MANY_MODEL_COLUMNS = (
     ("aiq", "AIQ", False),
@@ -29,6 +30,7 @@ MANY_MODEL_COLUMNS = (
     ("cost_saved_at_best_quality", "cost saved at best-single quality", True),
     ("oracle_gap", "gap to oracle", False),
     ("max_quality", "max quality", False),
+    ("aiq_vs_ours", "AIQ − ours (paired)", False),
 )
 
 
@@ -85,7 +87,8 @@ def write_results(document: dict, out: Path) -> tuple[Path, Path]:
 def _cell(values: dict[str, float], percent: bool) -> str:
     value, low, high = values["value"], values["low"], values["high"]
     if not math.isfinite(value):
-        return "not reached"
+        share = values.get("defined_share", 0.0)
+        return f"not reached (reached in {share * 100:.0f}% of resamples)" if share > 0 else "not reached"
     scale, unit = (100.0, "%") if percent else (1.0, "")
     digits = 1 if percent else 3
     text = f"{value * scale:.{digits}f}{unit}"
@@ -101,7 +104,10 @@ def render_table(evaluation: dict) -> str:
     header = "| router | " + " | ".join(title for _, title, _ in columns) + " |"
     lines = [header, "|" + "---|" * (len(columns) + 1)]
     for router in evaluation["routers"]:
-        cells = [_cell(router["metrics"][key], percent) for key, _, percent in columns]
+        cells = [
+            _cell(router["metrics"][key], percent) if key in router["metrics"] else ""
+            for key, _, percent in columns
+        ]
         lines.append(f"| {router['router']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -140,7 +146,7 @@ def docs_with_tables(doc: str, tables: str, section: str = DEFAULT_SECTION) -> s
 
 VERDICTS_START = "<!-- verdicts:start -->"
 VERDICTS_END = "<!-- verdicts:end -->"
-OURS = "ours"
+OURS = REFERENCE
 # (dataset, split, router, metric, comparison, threshold or another router, what the issue asks)
 TARGETS = (
     ("mt_bench", "cross", OURS, "apgr", ">", 0.802, "MT-Bench APGR above RouteLLM's best (0.802)"),

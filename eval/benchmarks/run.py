@@ -17,7 +17,7 @@ import numpy as np
 
 from eval.benchmarks.baselines import KnnRouter, OracleRouter, RandomRouter, TaskPriorRouter
 from eval.benchmarks.datasets import TWO_MODEL_PAIRS, WIDE_CSV, load_outcomes
-from eval.benchmarks.evaluate import Evaluation, evaluate_predictions
+from eval.benchmarks.evaluate import REFERENCE, Evaluation, evaluate_predictions
 from eval.benchmarks.fold_inputs import FoldInputs
 from eval.benchmarks.learned_routers import LightGbmRouter, MatrixFactorisationRouter
 from eval.benchmarks.outcomes import OutcomeMatrix, outcome_matrix
@@ -37,7 +37,7 @@ CROSS_TRAINING: dict[str, tuple[str, ...]] = {
     "gsm8k": ("mmlu", "mt_bench"),
     "mmlu": ("gsm8k", "mt_bench"),
 }
-OURS = "ours"
+OURS = REFERENCE
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,11 @@ def test_topic_signal_is_learned_on_a_random_split(tmp_path):
     # the prompt says which topic it is: our router beats the dear model at its quality on cost
     assert _metric(evaluation, OURS, "cost_saved_at_best_quality") > 0.3
     assert _metric(evaluation, "task-prior", "aiq") > random  # the topic is also the group label
-    interval = next(score for score in evaluation.routers if score.router == OURS).metrics["aiq"]
-    assert interval.low <= interval.value <= interval.high
+    ours = next(score for score in evaluation.routers if score.router == OURS).metrics
+    assert ours["aiq"].low <= ours["aiq"].value <= ours["aiq"].high
+    assert (ours["aiq_vs_ours"].low, ours["aiq_vs_ours"].high) == (0.0, 0.0)  # paired with itself
+    versus_random = next(score for score in evaluation.routers if score.router == "random").metrics
+    assert versus_random["aiq_vs_ours"].high < 0  # paired: random is below ours on every resample's AIQ
 
 
 def test_grouped_split_hides_the_task_from_the_prior(tmp_path):
