@@ -131,7 +131,10 @@ class PromptEmbedder:
 
     def embed(self, text: str) -> np.ndarray:
         """The L2-normalised float32 embedding of ``text`` (zeros for a text without n-grams)."""
-        buckets, tf = signed_term_frequencies(text, self.bits)
+        return self.embed_term_frequencies(*signed_term_frequencies(text, self.bits))
+
+    def embed_term_frequencies(self, buckets: np.ndarray, tf: np.ndarray) -> np.ndarray:
+        """:meth:`embed` of the text whose ``signed_term_frequencies`` at this model's bits are these."""
         if buckets.size == 0:
             return np.zeros(self.dims, dtype=np.float32)
         weights = (tf * self.idf[buckets]).astype(np.float32)

@@ -14,7 +14,9 @@ KNN_CHUNK = 1024
 @dataclass(frozen=True, eq=False)
 class FoldInputs:
     """One fold. ``embeddings`` maps a representation name to (train rows, test rows), fitted on
-    the training texts only; ``pair`` is (strong, weak) model indices on a two-model set."""
+    the training texts only; ``pair`` is (strong, weak) model indices on a two-model set;
+    ``inner_grouped``: the outer split holds groups out, so an inner cross-validation on the
+    training rows should too."""
 
     train: OutcomeMatrix
     test: OutcomeMatrix
@@ -23,6 +25,7 @@ class FoldInputs:
     embeddings: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     pair: tuple[int, int] | None = None
     seed: int = 0
+    inner_grouped: bool = False
 
 
 def top_k_neighbours(train: np.ndarray, query: np.ndarray, k: int, exclude_self: bool = False) -> np.ndarray:

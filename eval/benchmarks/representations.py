@@ -4,12 +4,18 @@ A :class:`Representation` is fitted on texts and then turns texts into ``[n, dim
 rows. The harness fits a fresh one on every fold's training prompts, so the test prompts never
 shape the projection (an honest benchmark); the shipped default is the serving path's own
 transform, ``features.prompt_embedding`` fitted by ``offline.prompt_representation``.
+
+Per split the harness calls :func:`prepare` once on the split's whole pool of prompts and then
+:meth:`PreparedTexts.fit_transform` per fold with row indices. For the hashed embedding,
+``prepare`` hashes every prompt once (``offline.prompt_representation.term_frequency_rows``) and
+each fold fits from the training rows (``fit_from_term_frequencies``) and embeds from the rows
+(``PromptEmbedder.embed_term_frequencies``): the same vectors as fitting on the texts and
+embedding them, without hashing each prompt again for every fold and side.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,6 +34,12 @@ class FittedRepresentation(Protocol):
     def transform(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
+class PreparedTexts(Protocol):
+    """A representation bound to one pool of texts, fitted per fold on row indices of that pool."""
+
+    def fit_transform(self, train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
 @dataclass(frozen=True)
 class HashedProjection:
     """The v3 prompt embedding: hashed byte n-grams → TF-IDF → SVD projection (``dims`` wide)."""
@@ -44,6 +56,31 @@ class HashedProjection:
 
         embedder = fit_prompt_embedding(list(texts), dims=self.dims, seed=self.seed)
         return _EmbedderTransform(embedder)
+
+    def prepare(self, texts: Sequence[str]) -> PreparedTexts:
+        from offline.prompt_representation import term_frequency_rows
+
+        return _HashedRows(self, term_frequency_rows(texts))
+
+
+@dataclass(frozen=True, eq=False)
+class _HashedRows:
+    """Each text of a pool hashed once; a fold's embedding fitted from its training rows."""
+
+    representation: HashedProjection
+    rows: list[tuple[np.ndarray, np.ndarray]]
+
+    def fit_transform(self, train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from offline.prompt_representation import fit_from_term_frequencies
+
+        rep = self.representation
+        embedder = fit_from_term_frequencies([self.rows[i] for i in train], dims=rep.dims, seed=rep.seed)
+        return tuple(  # type: ignore[return-value]
+            np.stack([embedder.embed_term_frequencies(*self.rows[i]) for i in side]).reshape(
+                len(side), rep.dims
+            )
+            for side in (train, test)
+        )
 
 
 @dataclass(frozen=True)
@@ -103,42 +140,29 @@ def representation_named(name: str, seed: int = 0) -> Representation:
     raise ValueError(f"unknown representation {name!r}: hashed<dims> or minilm")
 
 
-@contextmanager
-def memoised_hashing() -> Iterator[None]:
-    """While open, the per-text hashing step of the prompt embedding keeps its result per text.
-
-    ``features.prompt_embedding.signed_term_frequencies`` is the first step of both the fit
-    (``offline.prompt_representation``) and the transform (``PromptEmbedder.embed``), and the
-    harness would otherwise hash every prompt again for each fold, representation and side
-    (fit, train rows, test rows) — 30 times per MMLU prompt. Inside this context both modules call
-    the same function through a memo, so each (text, bits) is hashed once and the vectors are
-    exactly those of the unmemoised code (tests/unit/test_benchmark_run.py checks it). The memo
-    lives as long as the context: the harness opens one per split.
-    """
-    import features.prompt_embedding as embedding
-    import offline.prompt_representation as fitting
-
-    original = embedding.signed_term_frequencies
-    memo: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
-
-    def memoised(text: str, bits: int = embedding.DEFAULT_BITS) -> tuple[np.ndarray, np.ndarray]:
-        key = (text, bits)
-        if key not in memo:
-            memo[key] = original(text, bits)
-        return memo[key]
-
-    embedding.signed_term_frequencies = memoised
-    fitting.signed_term_frequencies = memoised
-    try:
-        yield
-    finally:
-        embedding.signed_term_frequencies = original
-        fitting.signed_term_frequencies = original
-
-
 def fit_transform(
     representation: Representation, train_texts: Sequence[str], test_texts: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray]:
     """(train rows, test rows) of a representation fitted on ``train_texts`` only."""
     fitted = representation.fit(train_texts)
     return fitted.transform(train_texts), fitted.transform(test_texts)
+
+
+@dataclass(frozen=True, eq=False)
+class _RefitOnTexts:
+    """A representation without per-text preparation: fitted on each fold's training texts."""
+
+    representation: Representation
+    texts: list[str]
+
+    def fit_transform(self, train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return fit_transform(
+            self.representation, [self.texts[i] for i in train], [self.texts[i] for i in test]
+        )
+
+
+def prepare(representation: Representation, texts: Sequence[str]) -> PreparedTexts:
+    """``representation`` bound to the pool ``texts``: what it computes per text, computed once."""
+    if isinstance(representation, HashedProjection):
+        return representation.prepare(texts)
+    return _RefitOnTexts(representation, list(texts))

@@ -21,7 +21,7 @@ from eval.benchmarks.evaluate import REFERENCE, Evaluation, evaluate_predictions
 from eval.benchmarks.fold_inputs import FoldInputs
 from eval.benchmarks.learned_routers import LightGbmRouter, MatrixFactorisationRouter
 from eval.benchmarks.outcomes import OutcomeMatrix, outcome_matrix
-from eval.benchmarks.representations import HashedProjection, Representation, fit_transform, memoised_hashing
+from eval.benchmarks.representations import HashedProjection, Representation, prepare
 from eval.benchmarks.request_features import request_feature_rows
 from eval.benchmarks.splits import Split, cross_split, given_split, grouped_split, random_split
 
@@ -38,6 +38,8 @@ CROSS_TRAINING: dict[str, tuple[str, ...]] = {
     "mmlu": ("gsm8k", "mt_bench"),
 }
 OURS = REFERENCE
+GROUP_HOLDING_SPLITS = ("grouped", "cross")
+"""Splits whose test prompts come from groups (or data sets) the training prompts lack."""
 
 
 @dataclass(frozen=True)
@@ -114,12 +116,11 @@ def build_split(name: str, dataset: str, cache: _Cache, seed: int) -> Split:
 def out_of_fold(split: Split, lineup: list, config: BenchmarkConfig, request: np.ndarray, pair) -> dict:
     """Every router's predictions on ``split.evaluated``, in that order."""
     pool = split.pool
+    prepared = {rep.name: prepare(rep, pool.prompts) for rep in config.representations}
     parts: dict[str, list[np.ndarray]] = {router.name: [] for router in lineup}
     for index, fold in enumerate(split.folds):
         train, test = pool.subset(fold.train), pool.subset(fold.test)
-        embeddings = {
-            rep.name: fit_transform(rep, train.prompts, test.prompts) for rep in config.representations
-        }
+        embeddings = {name: texts.fit_transform(fold.train, fold.test) for name, texts in prepared.items()}
         inputs = FoldInputs(
             train=train,
             test=test,
@@ -128,6 +129,7 @@ def out_of_fold(split: Split, lineup: list, config: BenchmarkConfig, request: np
             embeddings=embeddings,
             pair=pair,
             seed=config.seed + index,
+            inner_grouped=split.name in GROUP_HOLDING_SPLITS,
         )
         for router in lineup:
             parts[router.name].append(router.predict(inputs))
@@ -153,8 +155,7 @@ def _run_benchmark(config: BenchmarkConfig, log: Callable[[str], None]) -> Bench
             split = build_split(split_name, dataset, cache, config.seed)
             pair_names = TWO_MODEL_PAIRS.get(dataset)
             pair = tuple(split.pool.models.index(m) for m in pair_names) if pair_names else None
-            with memoised_hashing():
-                predictions = out_of_fold(split, lineup, config, cache.request_rows(split.pool), pair)
+            predictions = out_of_fold(split, lineup, config, cache.request_rows(split.pool), pair)
             evaluated = split.pool.subset(split.evaluated)
             evaluation = evaluate_predictions(
                 evaluated,

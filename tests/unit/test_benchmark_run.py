@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from benchmark_synthetic import synthetic_wide_csv
 
-from eval.benchmarks.representations import HashedProjection, fit_transform, memoised_hashing
+from eval.benchmarks.representations import HashedProjection, fit_transform, prepare
 from eval.benchmarks.run import OURS, BenchmarkConfig, run_benchmark
 
 ROUTING_DATA = Path(__file__).resolve().parents[3] / "shared" / "routing_data"
@@ -68,13 +68,13 @@ def test_mt_bench_grouped_two_model_metrics():
         assert score.metrics["apgr"].low <= score.metrics["apgr"].high
 
 
-def test_memoised_hashing_gives_the_same_embeddings():
-    import features.prompt_embedding as embedding
-
+def test_prepared_hashed_rows_give_the_same_embeddings_as_the_texts():
     texts = [f"question {i}: what is {i} plus {i * 7}? answer with a number" for i in range(60)]
+    train, test = np.arange(50), np.arange(50, 60)
     plain_train, plain_test = fit_transform(HashedProjection(8), texts[:50], texts[50:])
-    with memoised_hashing():
-        memo_train, memo_test = fit_transform(HashedProjection(8), texts[:50], texts[50:])
-        assert embedding.signed_term_frequencies.__name__ == "memoised"
-    assert embedding.signed_term_frequencies.__name__ == "signed_term_frequencies"
-    assert np.array_equal(plain_train, memo_train) and np.array_equal(plain_test, memo_test)
+    prepared_train, prepared_test = prepare(HashedProjection(8), texts).fit_transform(train, test)
+    assert plain_train.shape == prepared_train.shape == (50, 8) and prepared_test.shape == (10, 8)
+    assert np.array_equal(plain_train, prepared_train) and np.array_equal(plain_test, prepared_test)
+    # another fold of the same prepared pool: fitted on its own training rows only
+    other_train, _ = prepare(HashedProjection(8), texts).fit_transform(test, train)
+    assert other_train.shape == (10, 8) and not np.array_equal(other_train, prepared_test)

@@ -17,7 +17,7 @@ from features.prompt_embedding import (
     embedding_window,
     nearest_neighbours,
 )
-from offline.prompt_representation import fit_prompt_embedding
+from offline.prompt_representation import fit_from_term_frequencies, fit_prompt_embedding, term_frequency_rows
 from training.task_corpus import gsm8k_prompts, llmrouter_prompts, mmlu_prompts
 
 ROUTING_DATA = Path(__file__).resolve().parents[3] / "shared" / "routing_data"
@@ -52,6 +52,19 @@ def test_the_fit_is_deterministic_for_a_seed(corpus: dict[str, list[str]], fitte
         fitted.metadata["corpus_sha256"]
         != fit_prompt_embedding(texts[1:], 16, seed=3).metadata["corpus_sha256"]
     )
+
+
+def test_fitting_and_embedding_from_hashed_rows_match_the_texts(
+    corpus: dict[str, list[str]], fitted: PromptEmbedder
+) -> None:
+    texts = [text for texts in corpus.values() for text in texts[:100]]
+    from_rows = fit_from_term_frequencies(term_frequency_rows(texts), dims=16, seed=3)
+    for name in ("idf", "projection", "mean"):
+        np.testing.assert_array_equal(getattr(from_rows, name), getattr(fitted, name))
+    assert "corpus_sha256" not in from_rows.metadata and fitted.metadata["n_texts"] == len(texts)
+    held_out = [text for texts in corpus.values() for text in texts[100:]] + [""]
+    by_rows = np.stack([fitted.embed_term_frequencies(*row) for row in term_frequency_rows(held_out)])
+    np.testing.assert_array_equal(by_rows, fitted.embed_many(held_out))
 
 
 def test_saved_and_loaded_model_embeds_identically(
