@@ -17,6 +17,7 @@ Without ``--all`` only the API runs, configured by ``SWITCHYARD_*`` variables (s
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -54,6 +55,29 @@ def _has_champion(mlruns: Path) -> bool:
     from router_model.registry import RouterRegistry, tracking_uri_for
 
     return RouterRegistry(tracking_uri_for(mlruns)).alias_version() is not None
+
+
+def logged_world(logs: Path) -> str | None:
+    """The world a finished bootstrap in ``logs`` simulated (from its manifest), or None if there is none."""
+    if not (logs / "_SUCCESS").exists():
+        return None
+    manifest = json.loads((logs / "_manifest.json").read_text(encoding="utf-8"))
+    return str(manifest.get("world", "invented"))
+
+
+def check_world(logs: Path, mlruns: Path, feature_repo: Path, requested: str) -> None:
+    """Refuse to serve one world with the logs (and so the champion and feature tables) of another."""
+    found = logged_world(logs)
+    if found is not None and found != requested:
+        typer.secho(
+            f"serve: {logs} holds a bootstrap of the {found!r} world, but --world {requested!r} was asked for;"
+            f" the champion in {mlruns} and the feature tables in {feature_repo}/data were made from those logs."
+            f" Remove them to switch worlds (rm -r {logs} {mlruns}/* {feature_repo}/data {STATE}),"
+            " or give this world its own --logs/--mlruns/--feature-repo.",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(2)
 
 
 def prepare(logs: Path, mlruns: Path, feature_repo: Path, days: int, world: tuple[str, ...] = ()) -> None:
@@ -160,6 +184,7 @@ def serve_command(
 
     workers: subprocess.Popen[bytes] | None = None
     if all_:
+        check_world(logs, mlruns, feature_repo, world)
         world_options = ("--world", world) + (
             ("--outcomes-data", str(outcomes_data)) if outcomes_data else ()
         )
