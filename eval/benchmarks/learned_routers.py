@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -92,6 +92,8 @@ class LightGbmRouter:
     knn_features: bool = False
     k: int = 25
     label: str = ""
+    gain_target: bool = True
+    """On a two-model set, fit the strong − weak gain directly; False: each model's quality."""
 
     @property
     def name(self) -> str:
@@ -100,7 +102,13 @@ class LightGbmRouter:
         parts = [self.representation] if self.representation else []
         parts += ["v2"] if self.with_request_features else []
         parts += ["knn"] if self.knn_features else []
-        return f"lgbm[{'+'.join(parts)}]"
+        suffix = "" if self.gain_target else " per model"
+        return f"lgbm[{'+'.join(parts)}]{suffix}"
+
+    def equivalent_for(self, inputs: FoldInputs) -> LightGbmRouter:
+        """The unlabelled router that predicts the same on ``inputs`` (the gain target only
+        matters on a two-model set)."""
+        return replace(self, label="", gain_target=self.gain_target or inputs.pair is None)
 
     def _inputs(self, inputs: FoldInputs) -> tuple[np.ndarray, np.ndarray]:
         train_blocks, test_blocks = [], []
@@ -125,7 +133,7 @@ class LightGbmRouter:
         x_train, x_test = self._inputs(inputs)
         y = inputs.train.quality
         params = {**LGBM_PARAMS, "random_state": inputs.seed, "min_child_samples": min_leaf(len(x_train))}
-        if inputs.pair is not None:
+        if inputs.pair is not None and self.gain_target:
             strong, weak = inputs.pair
             gain = LGBMRegressor(**params).fit(x_train, y[:, strong] - y[:, weak]).predict(x_test)
             prediction = np.zeros((x_test.shape[0], y.shape[1]))
@@ -133,3 +141,33 @@ class LightGbmRouter:
             return prediction
         columns = [LGBMRegressor(**params).fit(x_train, y[:, m]).predict(x_test) for m in range(y.shape[1])]
         return np.clip(np.column_stack(columns), 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class SoftTaskPriorRouter:
+    """A learned, soft per-task prior: ``Σ_g P(g | x) · mean quality of group g``.
+
+    ``P(g | x)`` is a multinomial logistic regression from the prompt representation to the
+    training prompts' group labels, so the router needs no label at prediction time (serving
+    would need the regression's coefficients and the group × model quality table). On a test
+    prompt of a training group it approaches the per-task prior; on an unseen group it mixes the
+    priors of the groups the prompt resembles."""
+
+    representation: str
+    c: float = 1.0
+
+    @property
+    def name(self) -> str:
+        return f"soft-task-prior[{self.representation}]"
+
+    def predict(self, inputs: FoldInputs) -> np.ndarray:
+        from sklearn.linear_model import LogisticRegression
+
+        x_train, x_test = inputs.embeddings[self.representation]
+        groups, codes = np.unique(inputs.train.groups, return_inverse=True)
+        quality = inputs.train.quality
+        if len(groups) < 2:
+            return np.tile(quality.mean(axis=0), (len(x_test), 1))
+        table = np.stack([quality[codes == g].mean(axis=0) for g in range(len(groups))])
+        model = LogisticRegression(C=self.c, max_iter=300).fit(x_train, codes)
+        return model.predict_proba(x_test) @ table[model.classes_]

@@ -19,7 +19,8 @@ from eval.benchmarks.baselines import KnnRouter, OracleRouter, RandomRouter, Tas
 from eval.benchmarks.datasets import TWO_MODEL_PAIRS, WIDE_CSV, load_outcomes
 from eval.benchmarks.evaluate import REFERENCE, Evaluation, evaluate_predictions
 from eval.benchmarks.fold_inputs import FoldInputs
-from eval.benchmarks.learned_routers import LightGbmRouter, MatrixFactorisationRouter
+from eval.benchmarks.inner_cv import InnerCvBlend, equivalent
+from eval.benchmarks.learned_routers import LightGbmRouter, MatrixFactorisationRouter, SoftTaskPriorRouter
 from eval.benchmarks.outcomes import OutcomeMatrix, outcome_matrix
 from eval.benchmarks.representations import HashedProjection, Representation, prepare
 from eval.benchmarks.request_features import request_feature_rows
@@ -38,6 +39,7 @@ CROSS_TRAINING: dict[str, tuple[str, ...]] = {
     "mmlu": ("gsm8k", "mt_bench"),
 }
 OURS = REFERENCE
+SOFT_PRIOR_K = 100
 GROUP_HOLDING_SPLITS = ("grouped", "cross")
 """Splits whose test prompts come from groups (or data sets) the training prompts lack."""
 
@@ -60,16 +62,32 @@ class BenchmarkRun:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+def our_router(representation: str) -> InnerCvBlend:
+    """Ours: the blend, chosen by inner cross-validation on each training fold, of the learned
+    routers on the prompt embedding (+ the v2 request features)."""
+    return InnerCvBlend(our_components(representation), label=OURS)
+
+
+def our_components(representation: str) -> tuple:
+    return (
+        LightGbmRouter(representation),
+        LightGbmRouter(representation, gain_target=False),
+        MatrixFactorisationRouter(representation),
+        KnnRouter(representation, k=SOFT_PRIOR_K),
+        SoftTaskPriorRouter(representation),
+    )
+
+
 def router_lineup(representations: Sequence[Representation]) -> list:
-    """Baselines, then our router (LightGBM on the first representation + v2) and its variants."""
+    """Baselines, the components of our router, our router, then variants on other representations."""
     first = representations[0].name
     lineup: list = [
         RandomRouter(),
         TaskPriorRouter(),
         KnnRouter(first),
-        MatrixFactorisationRouter(first),
         LightGbmRouter(None, label="lgbm[v2 request features]"),
-        LightGbmRouter(first, label=OURS),
+        *our_components(first),
+        our_router(first),
     ]
     for rep in representations[1:]:
         lineup += [KnnRouter(rep.name), LightGbmRouter(rep.name)]
@@ -131,8 +149,15 @@ def out_of_fold(split: Split, lineup: list, config: BenchmarkConfig, request: np
             seed=config.seed + index,
             inner_grouped=split.name in GROUP_HOLDING_SPLITS,
         )
+        known: dict = {}  # this fold's predictions by equivalent router: each is fitted once
         for router in lineup:
-            parts[router.name].append(router.predict(inputs))
+            if isinstance(router, InnerCvBlend):
+                parts[router.name].append(router.predict(inputs, known))
+                continue
+            key = equivalent(router, inputs)
+            if key not in known:
+                known[key] = router.predict(inputs)
+            parts[router.name].append(known[key])
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
 
