@@ -22,7 +22,8 @@ from eval.sim_truth import config_from_manifest
 from features.catalog import Catalog
 from features.request import facts_from_request, request_features
 from features.schema import REQUEST_FEATURE_NAMES
-from simulator.bootstrap import MANIFEST_NAME, prepare_run
+from simulator.bootstrap import MANIFEST_NAME
+from simulator.bootstrap_run import prepare_run
 from simulator.workload import TurnTable, iter_request_windows, render_payload
 
 SOURCE = "simulated request replay through features.request"

@@ -2,7 +2,7 @@
 
 The bootstrap's logs hold no task, no difficulty and no text (by design); the simulator knew
 them. :func:`regenerate_ground_truth` re-runs the bootstrap's own simulation
-(:func:`simulator.bootstrap.iter_window_records`, the code path that wrote the logs) from the
+(:func:`simulator.bootstrap_run.iter_window_records`, the code path that wrote the logs) from the
 ``_manifest.json`` and keeps, per ``request_id``, what a router is not told. Nothing is
 written; a params digest and a row-by-row check against the decision log guard against
 regenerating a different world than the one that was logged.
@@ -29,8 +29,8 @@ from features.catalog import REGIONS, Catalog, load_catalog
 from features.record_store import scan_records
 from features.records import DecisionRecord
 from features.schema import REQUEST_FEATURE_NAMES, TASK_TYPES
-from simulator.bootstrap import (
-    MANIFEST_NAME,
+from simulator.bootstrap import MANIFEST_NAME
+from simulator.bootstrap_run import (
     BootstrapConfig,
     BootstrapError,
     BootstrapRun,
