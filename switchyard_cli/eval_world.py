@@ -7,6 +7,17 @@ from typing import Annotated
 
 import typer
 
+from switchyard_cli.eval_options import (
+    EvalDaysOption,
+    FeatureRepoOption,
+    MaxRequestsOption,
+    MlrunsOption,
+    SeedOption,
+    VersionOption,
+    fail,
+    require_feature_repo,
+)
+
 
 def eval_world_command(
     logs: Annotated[
@@ -15,24 +26,18 @@ def eval_world_command(
             help="A bootstrap of the real-outcomes world (`switchyard bootstrap --world real-outcomes`)."
         ),
     ],
-    mlruns: Annotated[Path, typer.Option(help="MLflow folder: mlflow.db and artifacts/.")] = Path("mlruns"),
-    version: Annotated[
-        str, typer.Option(help="The registered router: an alias (champion, challenger) or a version number.")
-    ] = "champion",
-    feature_repo: Annotated[
-        Path, typer.Option(help="The applied Feast repo (store features as of each decision).")
-    ] = Path("feature_repo"),
+    mlruns: MlrunsOption = Path("mlruns"),
+    version: VersionOption = "champion",
+    feature_repo: FeatureRepoOption = Path("feature_repo"),
     outcomes_data: Annotated[
         Path | None,
         typer.Option(
             help="The real outcome data the logs were simulated from; default: the path in the manifest."
         ),
     ] = None,
-    eval_days: Annotated[int, typer.Option(min=1, help="Latest logged days held out, as in training.")] = 1,
-    max_requests: Annotated[
-        int, typer.Option(min=0, help="Seeded sample of held-out requests; 0 = all of them.")
-    ] = 80_000,
-    seed: Annotated[int, typer.Option(help="Seed of the sample and of the simulated TTFT noise.")] = 0,
+    eval_days: EvalDaysOption = 1,
+    max_requests: MaxRequestsOption = 80_000,
+    seed: SeedOption = 0,
     log_run: Annotated[
         bool, typer.Option(help="Log the tables and plot as a run of the switchyard-eval-world experiment.")
     ] = True,
@@ -58,22 +63,13 @@ def eval_world_command(
         lambdas=WORLD_LAMBDAS,
     )
     if not (logs / "_manifest.json").is_file():
-        typer.echo(
-            f"error: {logs} holds no bootstrap manifest (run `switchyard bootstrap --world real-outcomes`)",
-            err=True,
-        )
-        raise typer.Exit(code=2)
-    if not (feature_repo / "data" / "registry.db").is_file():
-        typer.echo(
-            f"error: {feature_repo} is not an applied Feast repo (run `switchyard train` first)", err=True
-        )
-        raise typer.Exit(code=2)
+        raise fail(f"{logs} holds no bootstrap manifest (run `switchyard bootstrap --world real-outcomes`)")
+    require_feature_repo(feature_repo)
     try:
         result = run_world_evaluation(
             config, store_lookup(feature_repo), outcomes_data=outcomes_data, progress=typer.echo
         )
     except (LookupError, GroundTruthMismatch) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from None
+        raise fail(f"{error}") from None
     run_id = log_world_run(config, result) if log_run else None
     typer.echo(format_world(result, run_id))
