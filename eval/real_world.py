@@ -36,15 +36,15 @@ from eval.simulated_router import (
     SimulatedEvalConfig,
     SimulatedEvaluation,
     load_router,
-    replay_router,
+    replay_held_out,
     restrict,
     simulated_tables,
 )
 from features.catalog import load_catalog
 from offline.evaluation_runs import EvaluationRun, log_evaluation_run
-from offline.logged import load_window, time_split
+from offline.logged import time_split
 from offline.replay import PolicyReplay
-from offline.rows import StoreLookup, evaluation_rows
+from offline.rows import StoreLookup
 
 PROGRAM = "world"
 # λ of the router's frontier: the nightly grid with more points at small λ, where the real world's
@@ -140,32 +140,17 @@ def run_world_evaluation(
         raise GroundTruthMismatch(f"{logs} is not a bootstrap of the real-outcomes world")
     router = load_router(config.mlruns, config.version)
     split = time_split(logs, config.eval_days)
-    progress(
-        f"router v{router.version} ({router.artifact.router_version}); held out {', '.join(split.eval_dates)}"
-    )
-    requests = load_window(logs, split.test_start, None, max_requests=config.max_requests, seed=config.seed)
-    rows = evaluation_rows(requests, lookup)
-    replay = replay_router(router.artifact, rows.frame, rows.features, config.policy, load_catalog())
-    progress(
-        f"  {requests.height:,} requests, {rows.frame.height:,} candidate rows; regenerating the real truth"
-    )
+    held_out = replay_held_out(config, router, split, lookup, progress=progress, truth="the real truth")
     world = real_world_evaluation(logs, split.test_start, outcomes_data=outcomes_data, noise_seed=config.seed)
-    world = restrict(world, requests["request_id"])
+    world = restrict(world, held_out.requests["request_id"])
+    replay = held_out.replay
     tables, metrics = simulated_tables(world, replay, lambdas=config.lambdas, seed=config.seed)
     tables, metrics = with_logging_policy(world, tables, metrics)
     tables["matched_cost_intervals"] = margin_intervals(world, replay, config, replicates=replicates)
     for row in tables["matched_cost_intervals"].iter_rows(named=True):
         metrics |= {f"matched.{row['baseline']}.margin_low": row["margin_low"]}
         metrics |= {f"matched.{row['baseline']}.margin_positive_share": row["margin_positive_share"]}
-    evaluation = SimulatedEvaluation(
-        router_version=router.artifact.router_version,
-        registered_version=router.version,
-        split=split,
-        requests=requests.height,
-        cost_multiplier=replay.params.cost_multiplier,
-        metrics=metrics,
-        tables=tables,
-    )
+    evaluation = held_out.evaluation(tables, metrics)
     source = str(outcomes_data.resolve()) if outcomes_data else manifest["outcomes_data"]
     return WorldEvaluation(evaluation, source, manifest["outcomes_digest"], manifest["sku_models"])
 

@@ -177,6 +177,50 @@ def simulated_tables(
     return {"baselines": baselines, "frontier": points, "matched_cost": matched}, metrics
 
 
+@dataclass(frozen=True, eq=False)
+class HeldOutReplay:
+    """The registered router replayed on the (sampled) held-out window of the logs, before any truth."""
+
+    router: RegisteredRouter
+    split: TimeSplit
+    requests: pl.DataFrame
+    replay: PolicyReplay
+
+    def evaluation(self, tables: dict[str, pl.DataFrame], metrics: dict[str, float]) -> SimulatedEvaluation:
+        """The evaluation of this replay with the tables and metrics computed on the truth."""
+        return SimulatedEvaluation(
+            router_version=self.router.artifact.router_version,
+            registered_version=self.router.version,
+            split=self.split,
+            requests=self.requests.height,
+            cost_multiplier=self.replay.params.cost_multiplier,
+            metrics=metrics,
+            tables=tables,
+        )
+
+
+def replay_held_out(
+    config: SimulatedEvalConfig,
+    router: RegisteredRouter,
+    split: TimeSplit,
+    lookup: StoreLookup,
+    *,
+    progress: Progress,
+    truth: str,
+) -> HeldOutReplay:
+    """The nightly job's held-out sample, its candidate rows with store features, and the router's
+    replay on them; ``truth`` names what the caller regenerates next (in the progress line)."""
+    progress(
+        f"router v{router.version} ({router.artifact.router_version}); held out {', '.join(split.eval_dates)}"
+    )
+    logs = Path(config.logs)
+    requests = load_window(logs, split.test_start, None, max_requests=config.max_requests, seed=config.seed)
+    rows = evaluation_rows(requests, lookup)
+    replay = replay_router(router.artifact, rows.frame, rows.features, config.policy, load_catalog())
+    progress(f"  {requests.height:,} requests, {rows.frame.height:,} candidate rows; regenerating {truth}")
+    return HeldOutReplay(router, split, requests, replay)
+
+
 def run_simulated_evaluation(
     config: SimulatedEvalConfig, lookup: StoreLookup, progress: Progress = print
 ) -> SimulatedEvaluation:
@@ -189,24 +233,9 @@ def run_simulated_evaluation(
             f"the held-out days {', '.join(split.eval_dates)} of {logs} are not simulated traffic "
             f"(no {MANIFEST}, or days the bootstrap did not simulate): there is no truth to compare with"
         )
-    progress(
-        f"router v{router.version} ({router.artifact.router_version}); held out {', '.join(split.eval_dates)}"
-    )
-    requests = load_window(logs, split.test_start, None, max_requests=config.max_requests, seed=config.seed)
-    rows = evaluation_rows(requests, lookup)
-    replay = replay_router(router.artifact, rows.frame, rows.features, config.policy, load_catalog())
-    progress(f"  {requests.height:,} requests, {rows.frame.height:,} candidate rows; regenerating the truth")
+    held_out = replay_held_out(config, router, split, lookup, progress=progress, truth="the truth")
     world = restrict(
-        load_evaluation_set(logs, split.test_start, noise_seed=config.seed), requests["request_id"]
+        load_evaluation_set(logs, split.test_start, noise_seed=config.seed), held_out.requests["request_id"]
     )
-    tables, metrics = simulated_tables(world, replay, lambdas=config.lambdas, seed=config.seed)
-    evaluation = SimulatedEvaluation(
-        router_version=router.artifact.router_version,
-        registered_version=router.version,
-        split=split,
-        requests=requests.height,
-        cost_multiplier=replay.params.cost_multiplier,
-        metrics=metrics,
-        tables=tables,
-    )
-    return evaluation
+    tables, metrics = simulated_tables(world, held_out.replay, lambdas=config.lambdas, seed=config.seed)
+    return held_out.evaluation(tables, metrics)
