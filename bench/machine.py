@@ -1,4 +1,4 @@
-"""What every benchmark prints about the machine it ran on."""
+"""What every benchmark prints about the machine it ran on, and how it prints and keeps its report."""
 
 from __future__ import annotations
 
@@ -41,3 +41,11 @@ def python_speed_ns(steps: int = 200_000, rounds: int = 5) -> float:
             total += step * step
         best = min(best, (time.perf_counter_ns() - started) / steps)
     return best
+
+
+def print_report(text: str, out: Path | None) -> None:
+    """Print a benchmark's report and, with ``out``, write it there too (the file the docs quote)."""
+    print(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n", encoding="utf-8")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from machine import describe_machine
+from machine import describe_machine, print_report
 from router_scoring import load_router, percentiles, simulated_payloads
 
 from features.catalog import load_catalog
@@ -136,11 +136,7 @@ def main() -> None:
     p99_ms = float(np.percentile(views[-1][1][0], 99)) / 1e6
     verdict = "met" if p99_ms <= TARGET_DECISION_P99_MS else "MISSED"
     lines.append(f"target: decision p99 <= {TARGET_DECISION_P99_MS:g} ms -- {verdict} ({p99_ms:.3f} ms)")
-    text = "\n".join(lines)
-    print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
+    print_report("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

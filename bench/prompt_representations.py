@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from machine import describe_machine
+from machine import describe_machine, print_report
 from threadpoolctl import threadpool_limits
 
 from eval.benchmarks.representations import HashedProjection
@@ -125,11 +125,7 @@ def main() -> None:
             lines.append(
                 f"| MiniLM-L6 full forward (numpy, ≤256 pieces) | pretrained | {p50:,.0f} | {p99:,.0f} |"
             )
-    text = "\n".join(lines)
-    print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
+    print_report("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":
