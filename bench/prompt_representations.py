@@ -15,8 +15,10 @@ Representations, each fitted on a fold's training prompts only (``eval.benchmark
   cached at ``--static-table``. Without the wheel this row is left out.
 
 Quality: the real-outcome harness (``eval.benchmarks.run.run_benchmark``) on ``--dataset`` /
-``--split``, its lineup (random, per-task prior, kNN and matrix factorisation on the first
-representation, LightGBM on the v2 request features, ours = LightGBM on hashed32 + v2, LightGBM on
+``--split``, its lineup (``eval.benchmarks.run.router_lineup``: random, per-task prior, kNN on the
+first representation, LightGBM on the v2 request features, the components of ours on the first
+representation — LightGBM on it + v2 (gain and per-model targets), matrix factorisation, kNN-100,
+the soft task prior — and ours, their blend chosen by inner cross-validation; kNN and LightGBM on
 each other representation, LightGBM + kNN features, oracle), with bootstrap intervals.
 Cost: µs per prompt of each representation's request-time transform on the test prompts (one
 core, one thread; the full MiniLM forward pass for comparison, on 20 prompts).
