@@ -30,7 +30,7 @@ from eval.matched_cost import matched_cost_metrics, matched_cost_table
 from eval.prompt_bootstrap import matched_margin_intervals, prompt_bootstrap
 from eval.sim_truth import GroundTruthMismatch, regenerate_ground_truth
 from eval.simulated import EvaluationSet, evaluate_choices, evaluation_set
-from eval.simulated_report import format_simulated, frontier_figure
+from eval.simulated_report import evaluation_run, format_simulated
 from eval.simulated_router import (
     MANIFEST,
     SimulatedEvalConfig,
@@ -41,7 +41,7 @@ from eval.simulated_router import (
     simulated_tables,
 )
 from features.catalog import load_catalog
-from offline.evaluation_runs import EvaluationRun, log_evaluation_run
+from offline.evaluation_runs import log_evaluation_run
 from offline.logged import time_split
 from offline.replay import PolicyReplay
 from offline.rows import StoreLookup
@@ -180,25 +180,11 @@ def format_world(result: WorldEvaluation, run_id: str | None = None) -> str:
 
 def log_world_run(config: SimulatedEvalConfig, result: WorldEvaluation) -> str:
     """The evaluation as a run of the ``switchyard-eval-world`` experiment; returns its id."""
-    evaluation = result.evaluation
-    run = EvaluationRun(
+    run = evaluation_run(
+        config,
+        result.evaluation,
         program=PROGRAM,
-        run_name=f"v{evaluation.registered_version} {evaluation.router_version}",
-        params=config.as_params()
-        | {
-            "eval_dates": ",".join(evaluation.split.eval_dates),
-            "requests": str(evaluation.requests),
-            "outcomes_data": result.outcomes_data,
-            "outcomes_digest": result.outcomes_digest,
-        },
-        metrics=evaluation.metrics,
-        tags={
-            "router_version": evaluation.router_version,
-            "registered_version": evaluation.registered_version,
-            "evaluated": config.version,
-            "world": "real-outcomes",
-        },
-        tables=evaluation.tables,
-        figures={"cost_quality_frontier": frontier_figure(evaluation.tables)},
+        params={"outcomes_data": result.outcomes_data, "outcomes_digest": result.outcomes_digest},
+        tags={"world": "real-outcomes"},
     )
     return log_evaluation_run(config.mlruns, run)

@@ -71,24 +71,37 @@ def format_simulated(evaluation: SimulatedEvaluation, run_id: str | None = None)
     return "\n".join(lines)
 
 
-def log_simulated_run(config: SimulatedEvalConfig, evaluation: SimulatedEvaluation) -> str:
-    """The evaluation as a run of the ``switchyard-eval-simulated`` experiment; returns its id."""
-    split = evaluation.split
-    run = EvaluationRun(
-        program=PROGRAM,
+def evaluation_run(
+    config: SimulatedEvalConfig,
+    evaluation: SimulatedEvaluation,
+    *,
+    program: str = PROGRAM,
+    params: Mapping[str, str] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> EvaluationRun:
+    """The evaluation as a run of ``program``: the config, the held-out dates and request count, the
+    router's versions, the tables and the frontier plot, plus ``params`` and ``tags``."""
+    return EvaluationRun(
+        program=program,
         run_name=f"v{evaluation.registered_version} {evaluation.router_version}",
         params=config.as_params()
-        | {"eval_dates": ",".join(split.eval_dates), "requests": str(evaluation.requests)},
+        | {"eval_dates": ",".join(evaluation.split.eval_dates), "requests": str(evaluation.requests)}
+        | dict(params or {}),
         metrics=evaluation.metrics,
         tags={
             "router_version": evaluation.router_version,
             "registered_version": evaluation.registered_version,
             "evaluated": config.version,
+            **(tags or {}),
         },
         tables=evaluation.tables,
         figures={"cost_quality_frontier": frontier_figure(evaluation.tables)},
     )
-    return log_evaluation_run(config.mlruns, run)
+
+
+def log_simulated_run(config: SimulatedEvalConfig, evaluation: SimulatedEvaluation) -> str:
+    """The evaluation as a run of the ``switchyard-eval-simulated`` experiment; returns its id."""
+    return log_evaluation_run(config.mlruns, evaluation_run(config, evaluation))
 
 
 def frontier_figure(tables: Mapping[str, pl.DataFrame]) -> Any:
