@@ -9,21 +9,16 @@ each for a request it logged a decision for.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
 from pathlib import Path
 
 import polars as pl
-from gateway_harness import app_settings, running_fleet, running_gateway
-from test_demo_through_gateway import tenants_served_by_the_fleet, write_bootstrap
-from typer.testing import CliRunner
+from demo_harness import run_demo, write_bootstrap
 
 from features.record_store import scan_records
 from features.records import DecisionRecord, FeedbackRecord
-from serving.settings import TenantSettings
-from switchyard_cli.main import app
 
 # ../shared/routing_data beside the checkout, or SWITCHYARD_ROUTING_DATA
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "routing_data"
@@ -45,15 +40,7 @@ def test_the_demo_sends_real_prompts_and_judges_them_by_real_scores(tmp_path: Pa
     manifest = json.loads((bootstrap / "_manifest.json").read_text())
     manifest |= {"world": "real-outcomes", "outcomes_data": str(data)}
     (bootstrap / "_manifest.json").write_text(json.dumps(manifest))
-    tenant_file, keys = tenants_served_by_the_fleet(bootstrap, tmp_path)
-    with running_fleet(tmp_path) as fleet:
-        settings = dataclasses.replace(
-            app_settings(tmp_path, fleet), tenants=TenantSettings(file=tenant_file)
-        )
-        with running_gateway(settings) as url:
-            args = ["demo", "--url", url, "--keys", str(keys), "--bootstrap", str(bootstrap)]
-            args += ["--rate", "8", "--duration", "3", "--seed", "2", "--plain"]
-            result = CliRunner().invoke(app, args)
+    result = run_demo(bootstrap, tmp_path)
     assert result.exit_code == 0, result.output
     assert f"traffic: the real-outcomes world of {bootstrap}" in result.output
     final = result.output.rsplit("SKU", 1)[1]
