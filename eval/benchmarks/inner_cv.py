@@ -24,11 +24,11 @@ from dataclasses import dataclass, field, replace
 from itertools import product
 
 import numpy as np
-from sklearn.model_selection import GroupKFold, KFold
 
 from eval.benchmarks.evaluate import traced_choices
 from eval.benchmarks.fold_inputs import FoldInputs
 from eval.benchmarks.frontier import frontier_metrics, upper_hull
+from eval.benchmarks.splits import Fold, grouped_split, random_split
 from eval.benchmarks.two_model import PairOutcomes, routing_order, two_model_metrics
 
 INNER_FOLDS = 3
@@ -77,11 +77,12 @@ def inner_inputs(inputs: FoldInputs, train: np.ndarray, test: np.ndarray) -> Fol
     )
 
 
-def inner_split(inputs: FoldInputs, n_folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    groups = inputs.train.groups
-    if inputs.inner_grouped and len(np.unique(groups)) >= n_folds:
-        return list(GroupKFold(n_splits=n_folds).split(groups, groups=groups))
-    return list(KFold(n_splits=n_folds, shuffle=True, random_state=inputs.seed).split(groups))
+def inner_split(inputs: FoldInputs, n_folds: int) -> list[Fold]:
+    """Folds over ``inputs.train`` made by the outer splits' own functions: grouped when the outer
+    split holds groups out (and the training rows have ``n_folds`` groups), shuffled otherwise."""
+    if inputs.inner_grouped and len(np.unique(inputs.train.groups)) >= n_folds:
+        return grouped_split(inputs.train, n_folds).folds
+    return random_split(inputs.train, inputs.seed, n_folds).folds
 
 
 @dataclass(frozen=True)
@@ -110,10 +111,10 @@ class InnerCvBlend:
         keys = [equivalent(component, inputs) for component in self.components]
         distinct = list(dict.fromkeys(keys))
         oof = np.zeros((len(distinct), n, n_models))
-        for index, (train, test) in enumerate(inner_split(inputs, self.inner_folds)):
-            fold = replace(inner_inputs(inputs, train, test), seed=inputs.seed * 31 + index)
+        for index, split in enumerate(inner_split(inputs, self.inner_folds)):
+            fold = replace(inner_inputs(inputs, split.train, split.test), seed=inputs.seed * 31 + index)
             for c, component in enumerate(distinct):
-                oof[c, test] = component.predict(fold)
+                oof[c, split.test] = component.predict(fold)
         oof = oof[[distinct.index(key) for key in keys]]
         grid = simplex_grid(len(self.components), self.step)
         quality, cost = inputs.train.quality, inputs.train.cost

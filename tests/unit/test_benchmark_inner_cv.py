@@ -68,11 +68,11 @@ def test_selection_prefers_the_informative_component_on_either_kind_of_set() -> 
 
 def test_inner_folds_hold_groups_out_when_the_outer_split_does() -> None:
     grouped = _inputs(2, (1, 0), grouped=True)
-    for train, test in inner_split(grouped, 3):
-        assert not set(grouped.train.groups[train]) & set(grouped.train.groups[test])
+    for fold in inner_split(grouped, 3):
+        assert not set(grouped.train.groups[fold.train]) & set(grouped.train.groups[fold.test])
     shuffled = _inputs(2, (1, 0), grouped=False)
     leaks = [
-        bool(set(shuffled.train.groups[train]) & set(shuffled.train.groups[test]))
-        for train, test in inner_split(shuffled, 3)
+        bool(set(shuffled.train.groups[fold.train]) & set(shuffled.train.groups[fold.test]))
+        for fold in inner_split(shuffled, 3)
     ]
     assert all(leaks)
