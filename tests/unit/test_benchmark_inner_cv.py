@@ -76,3 +76,35 @@ def test_inner_folds_hold_groups_out_when_the_outer_split_does() -> None:
         for fold in inner_split(shuffled, 3)
     ]
     assert all(leaks)
+
+
+def test_soft_task_prior_recovers_each_groups_quality_from_the_embedding() -> None:
+    from eval.benchmarks.learned_routers import SoftTaskPriorRouter
+
+    rng = np.random.default_rng(5)
+    centres = np.eye(4, 8)  # four groups, each its own direction of an 8-wide embedding
+    group_quality = np.array([[0.9, 0.1], [0.1, 0.9], [0.8, 0.3], [0.2, 0.7]])
+
+    def matrix(n: int, seed: int) -> tuple[OutcomeMatrix, np.ndarray]:
+        codes = np.arange(n) % 4
+        base = _matrix(n, 2, seed)
+        quality = (rng.random((n, 2)) < group_quality[codes]).astype(np.float64)
+        rows = centres[codes] + rng.normal(0, 0.3, (n, 8))
+        rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+        groups = np.array([f"g{c}" for c in codes])
+        return OutcomeMatrix(
+            base.prompt_ids, base.prompts, groups, base.datasets, base.models, quality, base.cost
+        ), rows
+
+    (train, x_train), (test, x_test) = matrix(400, 1), matrix(80, 2)
+    inputs = FoldInputs(
+        train=train,
+        test=test,
+        request_train=np.zeros((400, 1), dtype=np.float32),
+        request_test=np.zeros((80, 1), dtype=np.float32),
+        embeddings={"e": (x_train, x_test)},
+    )
+    prediction = SoftTaskPriorRouter("e").predict(inputs)
+    expected = group_quality[np.arange(80) % 4]
+    assert np.abs(prediction - expected).mean() < 0.1
+    assert (prediction.argmax(axis=1) == expected.argmax(axis=1)).mean() > 0.95
