@@ -3,6 +3,11 @@
 Each prompt is read as one user turn of a plain API request (no system prompt, no tools,
 ``max_tokens`` 1024, tenant tier ``pro``); the values that then vary between prompts are the
 token counts, ``has_code``, ``script`` and the task-type classifier's ``task_type``.
+
+The facts are built here rather than by ``features.request.facts_from_request``: that function
+also embeds the text with the packaged prompt embedding, which was fitted on these very prompts
+(the harness fits its own per fold), and classifies one text at a time where
+``predict_task_types`` takes the batch.
 """
 
 from __future__ import annotations
