@@ -1,8 +1,10 @@
 """Request-time features: pure functions from a Messages API request to the router's inputs.
 
 ``facts_from_request`` reads an Anthropic Messages payload (already JSON-decoded) into
-:class:`RequestFacts`; ``request_features`` and ``candidate_features`` turn facts into the
-ordered vectors of ``features.schema``. Serving, training, the simulator's bootstrap and
+:class:`RequestFacts`, in two steps that can run apart: ``screen_facts`` (token estimates,
+turns, flags: what policy and admission read) and ``routing_facts`` (what only the router reads,
+among them the task-type classifier and the prompt embedding). ``request_features`` and
+``candidate_features`` turn facts into the ordered vectors of ``features.schema``. Serving, training, the simulator's bootstrap and
 monitoring all go through these functions, so a feature has exactly one definition.
 """
 
@@ -64,25 +66,67 @@ def prompt_segments(payload: Mapping[str, object]) -> list[str]:
     return segments
 
 
-def facts_from_request(payload: Mapping[str, object]) -> RequestFacts:
-    """Facts of an Anthropic Messages request; the payload must already be validated."""
+@dataclass(frozen=True, slots=True)
+class ScreenFacts:
+    """The facts that admission and the checks before it read: counts and flags, no model.
+
+    ``last_user_text`` is kept only until :func:`routing_facts` reads it; no record holds it.
+    """
+
+    prompt_tokens: int
+    system_tokens: int
+    last_user_tokens: int
+    turns: int
+    max_tokens: int
+    has_tools: bool
+    stream: bool
+    last_user_text: str
+
+
+def screen_facts(payload: Mapping[str, object]) -> ScreenFacts:
+    """The cheap facts of a validated Messages request: token estimates, turns, the flags."""
     messages = [m for m in payload.get("messages") or () if isinstance(m, Mapping)]  # type: ignore[union-attr]
     segments = prompt_segments(payload)
     user_texts = [content_text(m.get("content", "")) for m in messages if m.get("role") == "user"]
     last_user = user_texts[-1] if user_texts else ""
-    return RequestFacts(
+    return ScreenFacts(
         prompt_tokens=sum(estimate_tokens(segment) for segment in segments),
         system_tokens=estimate_tokens(segments[0]),
         last_user_tokens=estimate_tokens(last_user),
         turns=len(user_texts),
         max_tokens=int(payload.get("max_tokens") or 0),  # type: ignore[arg-type]
-        has_code=has_code(last_user),
         has_tools=bool(payload.get("tools")),
         stream=bool(payload.get("stream")),
+        last_user_text=last_user,
+    )
+
+
+def routing_facts(screen: ScreenFacts) -> RequestFacts:
+    """``screen`` plus what only the router reads from the last user turn: code, script, the
+    task-type classifier and the prompt embedding (the costly part: two small models)."""
+    last_user = screen.last_user_text
+    return RequestFacts(
+        prompt_tokens=screen.prompt_tokens,
+        system_tokens=screen.system_tokens,
+        last_user_tokens=screen.last_user_tokens,
+        turns=screen.turns,
+        max_tokens=screen.max_tokens,
+        has_code=has_code(last_user),
+        has_tools=screen.has_tools,
+        stream=screen.stream,
         script=detect_script(last_user),
         task_type=predict_task_type(last_user),
         prompt_embedding=tuple(embed_prompt(last_user).tolist()),
     )
+
+
+def facts_from_request(payload: Mapping[str, object]) -> RequestFacts:
+    """Facts of an Anthropic Messages request; the payload must already be validated.
+
+    The composition of :func:`screen_facts` and :func:`routing_facts`, which the gateway runs
+    apart (the first before admission, the second after it).
+    """
+    return routing_facts(screen_facts(payload))
 
 
 def request_features(facts: RequestFacts, *, tenant_tier: str, surface: str) -> list[float]:

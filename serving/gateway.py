@@ -3,7 +3,9 @@
 HTTP-free: :meth:`Gateway.messages` takes the raw body and headers and returns a
 :class:`JsonReply` or a :class:`StreamReply`; ``serving.app`` turns those into responses.
 The order of the stages is cheapest-and-most-protective first, and nothing before admission
-costs more than parsing the body:
+costs more than parsing the body (the request's :class:`~features.request.ScreenFacts`: token
+estimates and flags; what only the router reads, the task-type classifier and the prompt
+embedding, is computed after admission, so a shed request never pays for it):
 
 1. authenticate (``x-api-key`` or ``Authorization: Bearer``) → 401;
 2. body size → 413; JSON and Messages validation → 400; unknown model → 404;
@@ -35,9 +37,11 @@ from features.messages_request import MessagesRequest, parse_messages_body
 from features.prefix import boundary_prefix_keys
 from features.request import (
     RequestFacts,
-    facts_from_request,
+    ScreenFacts,
     prompt_segments,
     request_features,
+    routing_facts,
+    screen_facts,
 )
 from features.wire import WireError
 from router_model.policy import PolicyParams
@@ -118,6 +122,8 @@ class Gateway:
     rng: random.Random = field(default_factory=random.Random)
     open_ledgers: dict[str, RequestLedger] = field(default_factory=dict)
     safe_mode: SafeModeMonitor | None = None  # active: route with the static prior, not the champion
+    # the router's facts from the screened ones, run once a request is admitted
+    routing_facts: Callable[[ScreenFacts], RequestFacts] = routing_facts
 
     def __post_init__(self) -> None:
         # the static prior: safe mode's router, and the fallback when scoring fails
@@ -130,9 +136,9 @@ class Gateway:
         arrived = time.monotonic()
         received = utc_now()
         try:
-            tenant, request, facts, placed = self._screen(body, headers)
+            tenant, request, screen, placed = self._screen(body, headers)
             ticket = await self.admission.admit(
-                tenant, token_reservation(facts.prompt_tokens, facts.max_tokens)
+                tenant, token_reservation(screen.prompt_tokens, screen.max_tokens)
             )
         except ApiError as error:
             self._count_rejection(error, locals().get("tenant"), locals().get("request"))
@@ -142,6 +148,7 @@ class Gateway:
         ledger: RequestLedger | None = None
         try:
             started = time.perf_counter()
+            facts = self.routing_facts(screen)
             request_vector = request_features(facts, tenant_tier=tenant.tier, surface=tenant.surface)
             segments = prompt_segments(request.document)
             prefix_keys = boundary_prefix_keys(segments)
@@ -182,7 +189,7 @@ class Gateway:
 
     def _screen(
         self, body: bytes, headers: Mapping[str, str]
-    ) -> tuple[Tenant, MessagesRequest, RequestFacts, tuple[Placement, ...]]:
+    ) -> tuple[Tenant, MessagesRequest, ScreenFacts, tuple[Placement, ...]]:
         """Stages 1-3: everything that may reject a request before admission."""
         tenant = self.tenants.authenticate(api_key_from(headers))
         if tenant is None:
@@ -197,10 +204,10 @@ class Gateway:
         error = check_model_name(request.model, self.catalog)
         if error is not None:
             raise error
-        facts = facts_from_request(request.document)
+        screen = screen_facts(request.document)
         messages = request.document.get("messages") or ()
         error = check_policy(
-            PolicyInput(tenant, request.model, len(messages), facts.prompt_tokens, request.last_user_text),
+            PolicyInput(tenant, request.model, len(messages), screen.prompt_tokens, request.last_user_text),
             self.caps,
             self.deny_rules,
             self.pre_checks,
@@ -210,14 +217,14 @@ class Gateway:
         regions = allowed_regions(tenant, self.residency)
         placed = placements(
             tenant,
-            facts,
+            screen,
             model=request.model,
             catalog=self.catalog,
             regions=regions,
             deployed=self.pool.deployed,
             available=self.pool.available,
         )
-        return tenant, request, facts, placed
+        return tenant, request, screen, placed
 
     async def _route(self, tenant, facts, request_vector, placed, prefix_keys) -> tuple[Route, PolicyParams]:
         params = replace(self.policy, cost_multiplier=self.pacer.cost_multiplier)

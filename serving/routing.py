@@ -26,7 +26,7 @@ import numpy as np
 from features.catalog import Catalog, Sku
 from features.eligibility import eligibility_report, eligible_skus
 from features.records import CandidateScores
-from features.request import RequestFacts, candidate_features, expected_cache_hit
+from features.request import RequestFacts, ScreenFacts, candidate_features, expected_cache_hit
 from features.vector import N_CANDIDATE, N_REQUEST, assemble_rows
 from router_model.candidates import POLICY_HEADS, POLICY_TTFT_HEAD, candidate_predictions, expected_costs
 from router_model.policy import PolicyParams, RoutingDecision, choose_sku
@@ -61,7 +61,7 @@ class Route:
 
 def placements(
     tenant: Tenant,
-    facts: RequestFacts,
+    facts: ScreenFacts | RequestFacts,
     *,
     model: str,
     catalog: Catalog,
