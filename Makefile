@@ -100,6 +100,12 @@ drift-report: setup
 bench-gateway: setup
 	$(BIN)/python bench/gateway_overhead.py
 
+# Switchyard against the LiteLLM proxy (installed once into its own venv under ~/.cache/switchyard):
+# the same upstream worker, the same core, the same client; writes bench/results/peers.txt.
+.PHONY: bench-peers
+bench-peers: setup
+	$(BIN)/python bench/peers.py
+
 # Prefix-affinity replica choice vs round-robin vs least-loaded on two real vLLM CPU servers.
 bench-vllm: vllm-setup
 	$(BIN)/python bench/vllm_prefix_affinity.py
