@@ -566,7 +566,7 @@ def main() -> None:
     report_in_gateway_time(folder, windows)
     report_decisions(folder, metrics)
     print(
-        "\nfor scale: the LiteLLM proxy with one worker served ~80 req/s with ~13 ms added p50 at concurrency 1 here"
+        "\nfor scale against a peer proxy on the same upstream and cores: make bench-peers (bench/peers.py)"
     )
     if args.profile:
         measure_profile(folder, realistic, args)
