@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: setup test lint unit integration serve workers bootstrap feature-tables train-router mlflow-ui bench clean
-.PHONY: vllm-setup vllm-worker bench-vllm
+.PHONY: vllm-setup vllm-worker bench-vllm redis-setup
 
 LOGS     ?= data/logs
 MLRUNS   ?= mlruns
@@ -29,14 +29,18 @@ lint: setup
 	$(BIN)/lint-imports
 
 # vllm-setup first: tests/e2e/test_vllm_gateway.py starts two real vLLM CPU servers.
-test: lint vllm-setup
+test: lint vllm-setup redis-setup
 	$(BIN)/pytest
 
 unit: setup
 	$(BIN)/pytest tests/unit
 
-integration: setup
+integration: setup redis-setup
 	$(BIN)/pytest tests/integration
+
+# A real redis-server for the tests of shared admission (Debian's package; they start their own on a free port).
+redis-setup:
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 
 # On a fresh machine: bootstrap + train if no champion, materialize Feast, start workers and the API.
 serve: setup

@@ -169,6 +169,20 @@ def _ceil_ms(seconds: float) -> float:
     return math.ceil(seconds * 1000.0) / 1000.0
 
 
+def bucket_rate_error(quotas: Quotas, request_wait: float, token_wait: float) -> ApiError:
+    """The 429 for a tenant short of request or token budget: it names the binding limit and
+    retries after the time until both buckets hold enough, rounded up to the millisecond."""
+    if request_wait >= token_wait:
+        limit = f"{quotas.requests_per_minute} requests per minute"
+    else:
+        limit = f"{quotas.tokens_per_minute} tokens per minute (prompt + max_tokens)"
+    wait = _ceil_ms(max(request_wait, token_wait))
+    return rate_limited(
+        f"Rate limit exceeded: this tenant is limited to {limit}; retry after {wait:.3f} s.",
+        retry_after_s=wait,
+    )
+
+
 class InProcessAdmission:
     """Token buckets, concurrency and shedding in this process; one instance per gateway process."""
 
@@ -219,15 +233,7 @@ class InProcessAdmission:
     def _rate_error(self, state: _TenantState, needed_tokens: float) -> ApiError:
         request_wait = max(0.0, (1.0 - state.requests) / state.request_rate)
         token_wait = max(0.0, (needed_tokens - state.tokens) / state.token_rate)
-        if request_wait >= token_wait:
-            limit = f"{state.quotas.requests_per_minute} requests per minute"
-        else:
-            limit = f"{state.quotas.tokens_per_minute} tokens per minute (prompt + max_tokens)"
-        wait = _ceil_ms(max(request_wait, token_wait))
-        return rate_limited(
-            f"Rate limit exceeded: this tenant is limited to {limit}; retry after {wait:.3f} s.",
-            retry_after_s=wait,
-        )
+        return bucket_rate_error(state.quotas, request_wait, token_wait)
 
     def release_now(self, ticket: AdmissionTicket, actual_tokens: int | None = None) -> bool:
         """Synchronous :meth:`release`."""

@@ -37,7 +37,7 @@ from features.schema import STORE_FEATURE_NAMES
 from features.task_classifier import predict_task_type
 from router_model.policy import PolicyParams
 from router_model.registry import RouterRegistry, tracking_uri_for
-from serving.admission import InProcessAdmission
+from serving.admission_redis import RedisAdmission, build_admission
 from serving.background_threads import background_executor
 from serving.errors import ApiError, authentication_failed, error_body, invalid_request, not_found
 from serving.eventlog import EventLog
@@ -139,10 +139,13 @@ async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -
     live = None
     if gw.feature_store:
         read_store, live, closers = await _feature_store(settings.feast, catalog, tenants, metrics, pool)
+    admission = build_admission(settings.admission, metrics)
+    if isinstance(admission, RedisAdmission):
+        closers.append(admission.aclose)
     gateway = Gateway(
         catalog=catalog,
         tenants=tenants,
-        admission=InProcessAdmission(settings.admission.limits()),
+        admission=admission,
         caps=settings.policy.size_caps(),
         deny_rules=settings.policy.deny_rules(),
         residency=settings.policy.residency_rules(),

@@ -108,6 +108,16 @@ class GatewayMetrics:
             registry=r,
         )
         self.in_flight = Gauge("switchyard_in_flight_requests", "Admitted requests in flight", registry=r)
+        self.admission_degraded = Gauge(
+            "switchyard_admission_degraded",
+            "1 while shared (Redis) admission is unavailable and this process enforces its local share",
+            registry=r,
+        )
+        self.admission_degraded_decisions = Counter(
+            "switchyard_admission_degraded_decisions_total",
+            "Admission decisions made on the local share while degraded",
+            registry=r,
+        )
         self.router_info = Gauge(
             "switchyard_router_info",
             "The router in use (value 1)",

@@ -65,6 +65,12 @@ class AdmissionSettings(BaseSettings):
     token_burst_s: float = Field(default=_DEFAULT_LIMITS.token_burst_s, gt=0)
     overload_retry_after_s: float = Field(default=_DEFAULT_LIMITS.overload_retry_after_s, ge=0)
     concurrency_retry_after_s: float = Field(default=_DEFAULT_LIMITS.concurrency_retry_after_s, ge=0)
+    # Cluster-wide quotas (serving.admission_redis); unset: in-process buckets, per process.
+    redis_url: str | None = None
+    redis_timeout_s: float = Field(default=0.005, gt=0)
+    redis_probe_interval_s: float = Field(default=1.0, gt=0)
+    redis_slot_lease_s: float = Field(default=600.0, gt=0)
+    expected_processes: int = Field(default=1, ge=1, description="degraded mode enforces quota / this")
 
     @model_validator(mode="after")
     def _valid_limits(self) -> AdmissionSettings:
