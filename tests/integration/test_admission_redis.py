@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
 import time
 import uuid
 
@@ -23,61 +20,7 @@ from serving.errors import ApiError
 from serving.metrics import GatewayMetrics
 from serving.settings import AdmissionSettings
 from serving.tenants import Quotas, Tenant
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RedisServer:
-    """Start, stop and restart one server on a fixed port; ``url`` stays the same across restarts."""
-
-    def __init__(self, port: int | None = None) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed: run `make redis-setup`")
-        self.binary = binary
-        self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._process: subprocess.Popen | None = None
-
-    def start(self, timeout_s: float = 10.0) -> None:
-        self._process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self._process.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("redis-server did not answer PING in time")
-
-    def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.kill()
-        self._process.wait(timeout=10)
-        self._process = None
+from switchyard_cli.redis_server import RedisServer
 
 
 @pytest.fixture(scope="module")
