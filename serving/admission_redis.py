@@ -133,7 +133,7 @@ class RedisAdmissionConfig:
     """How this process talks to Redis and what it does when Redis does not answer."""
 
     url: str
-    timeout_s: float = 0.005
+    timeout_s: float = 0.05
     expected_processes: int = 1
     probe_interval_s: float = 1.0
     slot_lease_s: float = 600.0

@@ -19,6 +19,7 @@ import contextlib
 import gc
 import logging
 import math
+import os
 import random
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -51,6 +52,7 @@ from serving.router_runtime import BudgetPacer, ChampionHolder, StaticPriorScore
 from serving.safe_mode import SafeModeMonitor, SafeModeSettings
 from serving.settings import (
     AdmissionSettings,
+    ClusterSettings,
     EventLogSettings,
     FeatureStoreSettings,
     GatewaySettings,
@@ -81,6 +83,16 @@ class AppSettings:
     eventlog: EventLogSettings = field(default_factory=EventLogSettings)
     safe_mode: SafeModeSettings = field(default_factory=SafeModeSettings)
     feast: FeatureStoreSettings = field(default_factory=FeatureStoreSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
+
+    def admission_settings(self) -> AdmissionSettings:
+        """Admission's own Redis if it names one, else the cluster's; its local share is 1 / processes."""
+        update: dict[str, object] = {}
+        if not self.admission.redis_url and self.cluster.redis_url:
+            update["redis_url"] = self.cluster.redis_url
+        if self.cluster.processes > self.admission.expected_processes:
+            update["expected_processes"] = self.cluster.processes
+        return self.admission.model_copy(update=update) if update else self.admission
 
 
 def nan_store(n_skus: int) -> np.ndarray:
@@ -139,7 +151,7 @@ async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -
     live = None
     if gw.feature_store:
         read_store, live, closers = await _feature_store(settings.feast, catalog, tenants, metrics, pool)
-    admission = build_admission(settings.admission, metrics)
+    admission = build_admission(settings.admission_settings(), metrics)
     if isinstance(admission, RedisAdmission):
         closers.append(admission.aclose)
     gateway = Gateway(
@@ -368,6 +380,11 @@ def readiness(runtime: Runtime) -> dict[str, object]:
         "workers": {"endpoints": len(endpoints), "serving": len(serving)},
         "eventlog": asdict(events),
         "policy_cost_multiplier": runtime.gateway.pacer.cost_multiplier,
+        "process": os.getpid(),  # which of the processes behind the port answered
+        "admission": {
+            "shared": isinstance(runtime.gateway.admission, RedisAdmission),
+            "degraded": bool(getattr(runtime.gateway.admission, "degraded", False)),
+        },
         # safe mode still serves (with the static prior): it is in the detail, not in "ready"
         "safe_mode": runtime.safe_mode.readyz(),
     }

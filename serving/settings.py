@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from features.catalog import REGIONS, Catalog
@@ -56,6 +56,27 @@ class TenantSettings(BaseSettings):
         return directory
 
 
+class ClusterSettings(BaseSettings):
+    """Several gateway processes (``switchyard serve --processes N``, or many hosts) as one service.
+
+    ``redis_url`` is the Redis (or Valkey) that holds the state the processes share: admission
+    buckets and concurrency (unless ``SWITCHYARD_ADMISSION_REDIS_URL`` names another), the budget
+    pacer's cluster-wide cost and λ, the live per-SKU attempt stream the stats leader merges into
+    the Feast online store, and the prompt-cache estimate's replicated prefixes. Unset, each
+    process keeps all of it in its own memory (one process is the whole service). ``processes`` is
+    how many gateway processes share the quotas; a process that loses Redis enforces
+    ``quota / processes`` locally until it is back (ADR 0005, docs/gateway.md).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHYARD_CLUSTER_", frozen=True)
+
+    redis_url: str | None = Field(default=None, description="redis://host:port/db of the shared state")
+    processes: int = Field(default=1, ge=1, description="gateway processes sharing the quotas")
+    redis_timeout_s: float = Field(
+        default=0.05, gt=0, description="background syncs (pacer, live stats, prompt cache) give up after this"
+    )
+
+
 class AdmissionSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SWITCHYARD_ADMISSION_", frozen=True)
 
@@ -67,7 +88,9 @@ class AdmissionSettings(BaseSettings):
     concurrency_retry_after_s: float = Field(default=_DEFAULT_LIMITS.concurrency_retry_after_s, ge=0)
     # Cluster-wide quotas (serving.admission_redis); unset: in-process buckets, per process.
     redis_url: str | None = None
-    redis_timeout_s: float = Field(default=0.005, gt=0)
+    redis_timeout_s: float = Field(
+        default=0.05, gt=0, description="a Redis call slower than this (wall time, the loop included) degrades"
+    )
     redis_probe_interval_s: float = Field(default=1.0, gt=0)
     redis_slot_lease_s: float = Field(default=600.0, gt=0)
     expected_processes: int = Field(default=1, ge=1, description="degraded mode enforces quota / this")
@@ -235,6 +258,12 @@ class GatewaySettings(BaseSettings):
     gc_freeze: bool = Field(
         default=True, description="gc.freeze() after start-up: collections skip the start-up objects"
     )
+
+    @field_validator("mlruns", "router_model_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        """``SWITCHYARD_GATEWAY_MLRUNS=`` (empty) means no registry: the static prior until a file is named."""
+        return None if value == "" else value
 
 
 class FeatureStoreSettings(BaseSettings):

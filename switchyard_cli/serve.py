@@ -13,6 +13,14 @@
 6. run the API on ``--host:--port`` and print how to call it.
 
 Without ``--all`` only the API runs, configured by ``SWITCHYARD_*`` variables (serving/settings.py).
+
+``--processes N`` (N > 1) runs N gateway processes on the one port (uvicorn's supervisor binds the
+socket once, forks N workers and replaces any that dies). Their shared state lives in Redis: the
+one named by ``SWITCHYARD_CLUSTER_REDIS_URL``, or else a local ``redis-server`` this command starts
+(and stops) on a free loopback port. With ``--all`` the Feast online store moves to that Redis too
+(``feature_store.redis.yaml``, materialized here) so every process reads the same rows and the
+live stats leader's pushes reach all of them. Several hosts run the same command behind any L4
+load balancer, pointed at one managed Redis (docs/gateway.md, "Many processes").
 """
 
 from __future__ import annotations
@@ -24,14 +32,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from switchyard_cli.redis_server import RedisServer
 
 STATE = Path(".switchyard")
 TENANTS_FILE = STATE / "tenants.yaml"
 KEYS_FILE = STATE / "tenant-keys.json"
 DEPLOYMENT_FILE = STATE / "deployment.json"
+REDIS_FEATURE_STORE_YAML = "feature_store.redis.yaml"
 
 
 def _step(message: str) -> None:
@@ -140,6 +152,53 @@ def start_workers(time_scale: float) -> subprocess.Popen[bytes]:
     return process
 
 
+def start_cluster_state(processes: int, feature_repo: Path, feature_store: bool) -> RedisServer | None:
+    """Point N processes at one Redis (starting a local one if none is configured); sets the env they read."""
+    from switchyard_cli.redis_server import RedisServer
+
+    os.environ["SWITCHYARD_CLUSTER_PROCESSES"] = str(processes)
+    server = None
+    url = os.environ.get("SWITCHYARD_CLUSTER_REDIS_URL")
+    if not url:
+        STATE.mkdir(exist_ok=True)
+        server = RedisServer(log_file=STATE / "redis.log")
+        server.start()
+        url = server.url
+        os.environ["SWITCHYARD_CLUSTER_REDIS_URL"] = url
+        _step(f"cluster: started redis-server on 127.0.0.1:{server.port} for {processes} gateway processes")
+    else:
+        _step(f"cluster: {processes} gateway processes share {url}")
+    if feature_store:
+        os.environ.setdefault("REDIS_URL", feast_connection_string(url))
+        os.environ.setdefault("SWITCHYARD_FEAST_YAML", REDIS_FEATURE_STORE_YAML)
+        if os.environ["SWITCHYARD_FEAST_YAML"] == REDIS_FEATURE_STORE_YAML:
+            _step("features: materializing the Feast online store on Redis")
+            from offline.feast_adapter import feast_cli
+
+            feast_cli(
+                feature_repo,
+                "-f",
+                str(feature_repo.resolve() / REDIS_FEATURE_STORE_YAML),
+                "materialize",
+                "--disable-event-timestamp",
+            )
+    return server
+
+
+def feast_connection_string(redis_url: str) -> str:
+    """Feast's ``host:port[,db=N][,password=...]`` for a ``redis://[:password@]host:port[/db]`` URL."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(redis_url)
+    text = f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}"
+    db = parts.path.strip("/")
+    if db and db != "0":
+        text += f",db={db}"
+    if parts.password:
+        text += f",password={parts.password}"
+    return text
+
+
 def _banner(host: str, port: int) -> str:
     from serving.tenants import DEVELOPMENT_API_KEY
 
@@ -176,6 +235,9 @@ def serve_command(
     outcomes_data: Annotated[
         Path | None, typer.Option(help="real outcome data for --world real-outcomes (docs/simulator.md)")
     ] = None,
+    processes: Annotated[
+        int, typer.Option(min=1, help="gateway processes on the port; >1 shares their state in Redis")
+    ] = 1,
 ) -> None:
     """Run the inference API (Anthropic Messages) with learned routing."""
     import uvicorn
@@ -196,10 +258,31 @@ def serve_command(
         os.environ.setdefault("SWITCHYARD_GATEWAY_MLRUNS", str(mlruns))
         os.environ.setdefault("SWITCHYARD_GATEWAY_FEATURE_STORE", "true")
         os.environ.setdefault("SWITCHYARD_FEAST_REPO_PATH", str(feature_repo))
-    typer.echo(_banner(host, port), err=True)
+    redis_server = None
     try:
-        uvicorn.run(create_app(), host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
+        if processes > 1:
+            feature_store = os.environ.get("SWITCHYARD_GATEWAY_FEATURE_STORE", "").lower() in (
+                "1",
+                "true",
+                "yes",
+            )
+            redis_server = start_cluster_state(processes, feature_repo, feature_store)
+        typer.echo(_banner(host, port), err=True)
+        if processes == 1:
+            uvicorn.run(create_app(), host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
+        else:  # an import string: each worker process builds its own app (and runtime) after the fork
+            uvicorn.run(
+                "serving.app:create_app",
+                factory=True,
+                workers=processes,
+                host=host,
+                port=port,
+                log_level="warning",
+                timeout_graceful_shutdown=10,
+            )
     finally:
         if workers is not None and workers.poll() is None:
             os.killpg(workers.pid, signal.SIGTERM)
             workers.wait(timeout=15)
+        if redis_server is not None:
+            redis_server.stop()
