@@ -38,13 +38,16 @@ unit: setup
 integration: setup redis-setup
 	$(BIN)/pytest tests/integration
 
-# A real redis-server for the tests of shared admission (Debian's package; they start their own on a free port).
+# A real redis-server (Debian's package) for the tests of shared state (each starts its own on a free port)
+# and for `make serve PROCESSES=N`.
 redis-setup:
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 
 # On a fresh machine: bootstrap + train if no champion, materialize Feast, start workers and the API.
-serve: setup
-	$(BIN)/switchyard serve --all $(WORLD_ARGS)
+# PROCESSES=N runs N gateway processes on the port, sharing quotas, λ and live stats in a local Redis.
+PROCESSES ?= 1
+serve: setup $(if $(filter-out 1,$(PROCESSES)),redis-setup)
+	$(BIN)/switchyard serve --all --processes $(PROCESSES) $(WORLD_ARGS)
 
 workers: setup
 	$(BIN)/switchyard workers up
