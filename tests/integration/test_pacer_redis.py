@@ -116,7 +116,7 @@ def test_two_processes_pace_one_lambda_on_the_blended_cost(redis_server):
     (a_under, b_under, steps_under, cost_under, union_under), over = asyncio.run(scenario())
     a_over, b_over, steps_over, cost_over, union_over = over
     assert a_under == b_under and a_over == b_over  # one λ for the fleet
-    assert cost_under == pytest.approx(0.011, rel=0.1) and cost_over == pytest.approx(0.0155, rel=0.1)
+    assert cost_under == pytest.approx(0.011, rel=0.15) and cost_over == pytest.approx(0.0155, rel=0.15)
     assert steps_under >= 3 and steps_over >= steps_under + 3
     assert a_under < 0.25 and a_over > a_under  # the direction the blend asks for
     assert union_under < 0.25 and union_over > union_under  # as one process fed all traffic does
