@@ -152,6 +152,9 @@ async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -
     if gw.feature_store:
         read_store, live, closers = await _feature_store(settings.feast, catalog, tenants, metrics, pool)
     admission = build_admission(settings.admission_settings(), metrics)
+    prompt_cache = PromptCacheEstimate(ttl_s=gw.prompt_cache_ttl_s)
+    if settings.cluster.redis_url:
+        prompt_cache = _shared_prompt_cache(settings.cluster, prompt_cache, metrics, closers)
     if isinstance(admission, RedisAdmission):
         closers.append(admission.aclose)
     gateway = Gateway(
@@ -172,7 +175,7 @@ async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -
             slo_ttft_ms=gw.slo_ttft_ms,
             budget_usd=gw.budget_usd,
         ),
-        prompt_cache=PromptCacheEstimate(ttl_s=gw.prompt_cache_ttl_s),
+        prompt_cache=prompt_cache,
         submit=eventlog.submit,
         metrics=metrics,
         limits=GatewayLimits(max_attempts=gw.max_attempts, request_timeout_s=gw.request_timeout_s),
@@ -221,6 +224,23 @@ async def _feature_store(
         queue_depths=pool.scraped_queue_depths,
     )
     return reader.read, pusher, [pusher.stop]
+
+
+def _shared_prompt_cache(
+    cluster: ClusterSettings, estimate: PromptCacheEstimate, metrics: GatewayMetrics, closers
+):
+    """The estimate replicated between the cluster's processes (serving.prompt_cache_share)."""
+    from serving.prompt_cache_share import SharedPromptCache
+
+    shared = SharedPromptCache.connect(
+        cluster.redis_url,
+        estimate,
+        timeout_s=cluster.redis_timeout_s,
+        on_shared=lambda on: metrics.prompt_cache_shared.set(1 if on else 0),
+    )
+    shared.start()
+    closers.append(shared.aclose)
+    return shared
 
 
 async def close_runtime(runtime: Runtime) -> None:
@@ -381,6 +401,7 @@ def readiness(runtime: Runtime) -> dict[str, object]:
         "eventlog": asdict(events),
         "policy_cost_multiplier": runtime.gateway.pacer.cost_multiplier,
         "process": os.getpid(),  # which of the processes behind the port answered
+        "prompt_cache": {"shared": bool(getattr(runtime.gateway.prompt_cache, "shared", False))},
         "admission": {
             "shared": isinstance(runtime.gateway.admission, RedisAdmission),
             "degraded": bool(getattr(runtime.gateway.admission, "degraded", False)),

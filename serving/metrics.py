@@ -108,6 +108,11 @@ class GatewayMetrics:
             registry=r,
         )
         self.in_flight = Gauge("switchyard_in_flight_requests", "Admitted requests in flight", registry=r)
+        self.prompt_cache_shared = Gauge(
+            "switchyard_prompt_cache_shared",
+            "1 while the prompt-cache estimate is replicated between gateway processes through Redis",
+            registry=r,
+        )
         self.admission_degraded = Gauge(
             "switchyard_admission_degraded",
             "1 while shared (Redis) admission is unavailable and this process enforces its local share",

@@ -59,7 +59,9 @@ def burst(urls: list[str], key: str, n: int) -> tuple[Counter, float]:
 def test_a_tenants_request_quota_holds_across_two_gateways(folder, fleet, redis_server):
     env = gateway_environment(folder, fleet, redis_server.url, processes=2)
     with gateway_process(folder, env, name="a") as a, gateway_process(folder, env, name="b") as b:
-        assert readyz(a)["admission"] == {"shared": True, "degraded": False}
+        for url in (a, b):
+            assert readyz(url)["admission"] == {"shared": True, "degraded": False}
+            assert readyz(url)["prompt_cache"] == {"shared": True}
         statuses, seconds = burst([a, b], FREE_KEY, 12)
     # one bucket for the tenant, whichever gateway a request reaches: what one process admits
     # (its capacity plus what refills during the burst), not twice that
