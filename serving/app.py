@@ -46,9 +46,10 @@ from serving.gateway import Gateway, GatewayLimits
 from serving.loop_lag import LoopLagMonitor
 from serving.messages_endpoint import MessagesEndpoint
 from serving.metrics import GatewayMetrics
+from serving.pacer_redis import ClusterPacer, build_pacer
 from serving.prompt_cache import PromptCacheEstimate
 from serving.request_parts import api_key_from, new_request_id
-from serving.router_runtime import BudgetPacer, ChampionHolder, StaticPriorScorer
+from serving.router_runtime import ChampionHolder, StaticPriorScorer
 from serving.safe_mode import SafeModeMonitor, SafeModeSettings
 from serving.settings import (
     AdmissionSettings,
@@ -145,7 +146,16 @@ async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -
     safe_mode = settings.safe_mode.monitor()
     await asyncio.to_thread(safe_mode.refresh)  # a critical verdict already on disk applies from request 1
     initial_lambda = gw.initial_cost_multiplier
-    pacer = BudgetPacer(gw.budget_usd, initial_lambda=initial_lambda)
+    pacer = build_pacer(
+        gw.budget_usd,
+        initial_lambda=initial_lambda,
+        redis_url=settings.cluster.redis_url,
+        timeout_s=settings.cluster.redis_timeout_s,
+        sync_period_s=settings.cluster.pacer_sync_s,
+        period_s=gw.pacer_period_s,
+        window_s=settings.cluster.pacer_window_s,
+        registry=metrics.registry,
+    )
     read_store = _no_store
     closers: list = []
     live = None
@@ -183,6 +193,9 @@ async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -
         safe_mode=safe_mode,
     )
     runtime = Runtime(gateway, pool, eventlog, champion, safe_mode, closers=closers)
+    if isinstance(pacer, ClusterPacer):
+        runtime.tasks.append(asyncio.create_task(pacer.run(), name="pacer-sync"))
+        runtime.closers.append(pacer.aclose)
     runtime.tasks.append(asyncio.create_task(champion.run(), name="champion-poll"))
     runtime.tasks.append(asyncio.create_task(safe_mode.run(), name="safe-mode-poll"))
     loop_lag = LoopLagMonitor(metrics.loop_lag.observe)
@@ -400,6 +413,10 @@ def readiness(runtime: Runtime) -> dict[str, object]:
         "workers": {"endpoints": len(endpoints), "serving": len(serving)},
         "eventlog": asdict(events),
         "policy_cost_multiplier": runtime.gateway.pacer.cost_multiplier,
+        "pacer": {
+            "shared": isinstance(runtime.gateway.pacer, ClusterPacer),
+            "degraded": bool(getattr(runtime.gateway.pacer, "degraded", False)),
+        },
         "process": os.getpid(),  # which of the processes behind the port answered
         "prompt_cache": {"shared": bool(getattr(runtime.gateway.prompt_cache, "shared", False))},
         "admission": {

@@ -73,7 +73,15 @@ class ClusterSettings(BaseSettings):
     redis_url: str | None = Field(default=None, description="redis://host:port/db of the shared state")
     processes: int = Field(default=1, ge=1, description="gateway processes sharing the quotas")
     redis_timeout_s: float = Field(
-        default=0.05, gt=0, description="background syncs (pacer, live stats, prompt cache) give up after this"
+        default=0.5,
+        gt=0,
+        description="background syncs (pacer, live stats, prompt cache) give up after this",
+    )
+    pacer_sync_s: float = Field(
+        default=1.0, gt=0, description="how often each process syncs the budget pacer"
+    )
+    pacer_window_s: float = Field(
+        default=10.0, gt=0, description="sliding window of the cluster's cost/request"
     )
 
 
@@ -89,7 +97,9 @@ class AdmissionSettings(BaseSettings):
     # Cluster-wide quotas (serving.admission_redis); unset: in-process buckets, per process.
     redis_url: str | None = None
     redis_timeout_s: float = Field(
-        default=0.05, gt=0, description="a Redis call slower than this (wall time, the loop included) degrades"
+        default=0.05,
+        gt=0,
+        description="a Redis call slower than this (wall time, the loop included) degrades",
     )
     redis_probe_interval_s: float = Field(default=1.0, gt=0)
     redis_slot_lease_s: float = Field(default=600.0, gt=0)
@@ -239,6 +249,7 @@ class GatewaySettings(BaseSettings):
     policy_latency_multiplier: float = Field(default=0.5, ge=0)
     initial_cost_multiplier: float = Field(default=0.25, ge=0, description="λ before the pacer has data")
     budget_usd: float = Field(default=0.012, gt=0, description="serving cost budget per request")
+    pacer_period_s: float = Field(default=5.0, gt=0, description="one budget-controller step per period")
     slo_ttft_ms: float = Field(default=900.0, gt=0)
     seed: int | None = Field(default=None, description="exploration RNG seed (None: random)")
     gil_switch_interval_s: float = Field(

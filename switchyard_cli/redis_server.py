@@ -1,7 +1,7 @@
 """A local ``redis-server`` process: what ``switchyard serve --processes N`` and the tests start.
 
-Production points the gateway at a managed Redis or Valkey instead (``SWITCHYARD_ADMISSION_REDIS_URL``,
-``SWITCHYARD_PACER_REDIS_URL``, and ``REDIS_URL`` for Feast's Redis online store; docs/gateway.md).
+Production points the gateway at a managed Redis or Valkey instead (``SWITCHYARD_CLUSTER_REDIS_URL``,
+and ``REDIS_URL`` for Feast's Redis online store; docs/gateway.md).
 The server here keeps nothing on disk (no RDB, no AOF): every key it holds is a lease, a bucket or a
 rolling statistic that rebuilds itself after a restart.
 """

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -96,10 +97,55 @@ def wait_ready(
     raise RuntimeError(f"{url}: {len(seen)} of {processes} processes ready:\n{log_path.read_text()[-3000:]}")
 
 
-def message(client: httpx.Client, url: str, key: str, text: str = "hello", **body: object) -> httpx.Response:
-    document = {"model": "auto", "max_tokens": 16, "messages": [{"role": "user", "content": text}], **body}
+def message(
+    client: httpx.Client, url: str, key: str, text: str = "hello", max_tokens: int = 16, **body: object
+) -> httpx.Response:
+    document = {
+        "model": "auto",
+        "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": text}],
+        **body,
+    }
     return client.post(f"{url}/v1/messages", json=document, headers={**HEADERS, "x-api-key": key})
 
 
 def readyz(url: str) -> dict:
     return httpx.get(f"{url}/readyz", timeout=5.0).json()
+
+
+def scraped_totals(url: str) -> tuple[float, float]:
+    """(serving cost in USD, accepted requests) this gateway has counted so far, from its ``/metrics``."""
+    cost = requests = 0.0
+    for line in httpx.get(f"{url}/metrics", timeout=5.0).text.splitlines():
+        if line.startswith("switchyard_serving_cost_usd_total{"):
+            cost += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("switchyard_requests_total{") and 'status="200"' in line:
+            requests += float(line.rsplit(" ", 1)[1])
+    return cost, requests
+
+
+@contextlib.contextmanager
+def steady_load(
+    urls: list[str], key: str, *, per_url: int = 2, text: str = "load", max_tokens: int = 16
+) -> Iterator[list[tuple[float, int]]]:
+    """Threads sending requests round the ``urls`` while the block runs; yields [(finished, status)]."""
+    results: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def run(url: str) -> None:
+        with httpx.Client(timeout=30.0) as client:
+            i = 0
+            while not stop.is_set():
+                response = message(client, url, key, text=f"{text} {i}", max_tokens=max_tokens)
+                results.append((time.monotonic(), response.status_code))
+                i += 1
+
+    threads = [threading.Thread(target=run, args=(url,), daemon=True) for url in urls * per_url]
+    for thread in threads:
+        thread.start()
+    try:
+        yield results
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)

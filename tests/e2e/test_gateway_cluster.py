@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cluster_harness import gateway_environment, gateway_process, message, readyz
+from cluster_harness import gateway_environment, gateway_process, message, readyz, scraped_totals, steady_load
 from gateway_harness import FREE_KEY, US_KEY, Fleet, running_fleet
 
 from switchyard_cli.redis_server import RedisServer
@@ -127,3 +127,49 @@ def test_killing_redis_under_load_degrades_to_local_shares_and_keeps_serving(fol
     # the internal tenant's quotas are far above this load: every request is served, before,
     # during and after the outage -- degraded mode neither fails open nor fails requests
     assert Counter(status for _, status in statuses) == Counter({200: len(statuses)})
+
+
+LONG_PROMPT = (
+    "Write a detailed proof that there are infinitely many primes, then analyse its complexity. " * 20
+)
+
+
+def blended_cost(urls: list[str], seconds: float) -> tuple[float, float]:
+    """Serving cost per accepted request over the next ``seconds``, all gateways together; and the count."""
+    before = [scraped_totals(url) for url in urls]
+    time.sleep(seconds)
+    after = [scraped_totals(url) for url in urls]
+    cost = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
+    requests = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
+    return cost / max(requests, 1.0), requests
+
+
+@pytest.mark.parametrize("budget_usd", [0.001, 1.0])
+def test_the_gateways_pace_one_budget_from_their_blended_cost(folder, fleet, redis_server, budget_usd):
+    """Long prompts left alone go to the priciest SKU (~$0.004 a request here); a $0.001 budget is
+    held by the fleet together, one λ for both gateways; a $1 budget leaves routing unpaced."""
+    env = gateway_environment(
+        folder,
+        fleet,
+        redis_server.url,
+        processes=2,
+        SWITCHYARD_GATEWAY_BUDGET_USD=str(budget_usd),
+        SWITCHYARD_GATEWAY_PACER_PERIOD_S="0.3",
+        SWITCHYARD_GATEWAY_POLICY_EPSILON="0",
+        SWITCHYARD_CLUSTER_PACER_SYNC_S="0.1",
+        SWITCHYARD_CLUSTER_PACER_WINDOW_S="2",
+    )
+    with gateway_process(folder, env, name="g") as g, gateway_process(folder, env, name="h") as h:
+        with steady_load([g, h], US_KEY, per_url=2, text=LONG_PROMPT, max_tokens=1024) as results:
+            time.sleep(3.0)  # the controller's first steps
+            cost_per_request, requests = blended_cost([g, h], 8.0)
+            lambdas = [readyz(url)["policy_cost_multiplier"] for url in (g, h)]
+            pacers = [readyz(url)["pacer"] for url in (g, h)]
+    assert pacers == [{"shared": True, "degraded": False}] * 2
+    assert requests > 100 and all(status == 200 for _, status in results)
+    if budget_usd < 0.01:
+        assert cost_per_request <= 1.3 * budget_usd, cost_per_request
+        # one λ: the two readings differ by at most the step one of them has not synced yet
+        assert min(lambdas) > 0 and max(lambdas) / min(lambdas) < 1.6, lambdas
+    else:
+        assert cost_per_request > 3 * 0.001, cost_per_request  # the unpaced blend the budget above holds down
