@@ -159,12 +159,15 @@ def test_the_gateways_pace_one_budget_from_their_blended_cost(folder, fleet, red
         SWITCHYARD_CLUSTER_PACER_SYNC_S="0.1",
         SWITCHYARD_CLUSTER_PACER_WINDOW_S="2",
     )
-    with gateway_process(folder, env, name="g") as g, gateway_process(folder, env, name="h") as h:
-        with steady_load([g, h], US_KEY, per_url=2, text=LONG_PROMPT, max_tokens=1024) as results:
-            time.sleep(3.0)  # the controller's first steps
-            cost_per_request, requests = blended_cost([g, h], 8.0)
-            lambdas = [readyz(url)["policy_cost_multiplier"] for url in (g, h)]
-            pacers = [readyz(url)["pacer"] for url in (g, h)]
+    with (
+        gateway_process(folder, env, name="g") as g,
+        gateway_process(folder, env, name="h") as h,
+        steady_load([g, h], US_KEY, per_url=2, text=LONG_PROMPT, max_tokens=1024) as results,
+    ):
+        time.sleep(3.0)  # the controller's first steps
+        cost_per_request, requests = blended_cost([g, h], 8.0)
+        lambdas = [readyz(url)["policy_cost_multiplier"] for url in (g, h)]
+        pacers = [readyz(url)["pacer"] for url in (g, h)]
     assert pacers == [{"shared": True, "degraded": False}] * 2
     assert requests > 100 and all(status == 200 for _, status in results)
     if budget_usd < 0.01:
