@@ -22,9 +22,10 @@ time; what this process cannot see makes the difference:
   minute ends. A long attempt that ends after its minute is only in later rows.
 - after a restart the buffer holds only attempts since start: rows cover less than 15 minutes
   until 15 minutes have passed; beyond ``max_rows`` the oldest attempts are dropped (counted).
-- with several API replicas each sees its own share of traffic, and their pushes to a shared
-  online store overwrite each other (``sku_queue_depth`` is then one replica's in-flight
-  count). Run a single pusher over the shared event stream in that case (ARCHITECTURE §6).
+- with several gateway processes each sees its own share of traffic, and their pushes to a
+  shared online store would overwrite each other. :class:`serving.live_share.LiveSharer`
+  replaces this pusher then: every process shares its attempts through Redis and one leader
+  pushes the stats over all of them.
 - a ``feast materialize`` of ``sku_live_stats`` writes the offline table's latest row over the
   pushed one until the next push.
 
@@ -90,6 +91,17 @@ class AttemptLike(Protocol):
     e2e_ms: float
 
 
+def attempt_row(attempt: AttemptLike) -> tuple[Any, ...]:
+    """One attempt as a row of ``ATTEMPT_SCHEMA`` (a naive ``ts`` is taken as UTC)."""
+    ts = attempt.ts if attempt.ts.tzinfo is not None else attempt.ts.replace(tzinfo=UTC)
+    return (ts, attempt.region, attempt.sku, attempt.status, attempt.ttft_ms, attempt.tpot_ms, attempt.e2e_ms)
+
+
+def attempts_frame(rows: list[tuple[Any, ...]]) -> pl.DataFrame:
+    """Rows from :func:`attempt_row` as a frame in ``ATTEMPT_SCHEMA``."""
+    return pl.DataFrame(rows, schema=ATTEMPT_SCHEMA, orient="row")
+
+
 def window_end(now: float) -> datetime:
     """The minute boundary at or before ``now``: the ``ts`` of the row a join at ``now`` returns."""
     return datetime.fromtimestamp(now, UTC).replace(second=0, microsecond=0)
@@ -114,17 +126,8 @@ class RecentAttempts:
         self.dropped = 0
 
     def observe(self, attempt: AttemptLike) -> None:
-        ts = attempt.ts if attempt.ts.tzinfo is not None else attempt.ts.replace(tzinfo=UTC)
-        row = (
-            ts,
-            attempt.region,
-            attempt.sku,
-            attempt.status,
-            attempt.ttft_ms,
-            attempt.tpot_ms,
-            attempt.e2e_ms,
-        )
-        end = ts.timestamp() + attempt.e2e_ms / 1000.0
+        row = attempt_row(attempt)
+        end = row[0].timestamp() + attempt.e2e_ms / 1000.0
         with self._lock:
             self.observed += 1
             if len(self._pending) >= self.max_rows:
@@ -137,8 +140,26 @@ class RecentAttempts:
     def buffered(self) -> int:
         return len(self._pending) + sum(chunk.height for _, chunk in self._chunks)
 
+    def extend(self, frame: pl.DataFrame) -> None:
+        """Add attempts already in ``ATTEMPT_SCHEMA`` columns as one chunk (e.g. another process's batch)."""
+        if not frame.height:
+            return
+        end = frame.select(
+            (pl.col("ts").dt.epoch("us").cast(pl.Float64) / 1e6 + pl.col("e2e_ms") / 1000.0).max()
+        ).item()
+        self._chunks.append((float(end), frame))
+        with self._lock:
+            self.observed += frame.height
+
     def frame(self, now: float) -> pl.DataFrame:
         """Buffered attempts that can still affect the row at ``floor(now)`` (flushes and evicts)."""
+        self.evict(now)
+        if not self._chunks:
+            return ATTEMPT_SCHEMA.to_frame()
+        return pl.concat([chunk for _, chunk in self._chunks])
+
+    def evict(self, now: float) -> None:
+        """Flush observed rows into a chunk; drop chunks before the window at ``floor(now)`` and beyond ``max_rows``."""
         self._flush()
         cutoff = (window_end(now) - WINDOW).timestamp()
         while self._chunks and self._chunks[0][0] <= cutoff:
@@ -151,9 +172,6 @@ class RecentAttempts:
             with self._lock:
                 self.dropped += min(excess, oldest.height)
             excess -= oldest.height
-        if not self._chunks:
-            return ATTEMPT_SCHEMA.to_frame()
-        return pl.concat([chunk for _, chunk in self._chunks])
 
     def rows_at(self, now: float) -> pl.DataFrame:
         """Per (region, SKU) with attempts in the 15 minutes to ``floor(now)``: the offline job's row there.
@@ -171,7 +189,7 @@ class RecentAttempts:
             self._pending.clear()
             self._pending_end = -math.inf
         if rows:
-            self._chunks.append((end, pl.DataFrame(rows, schema=ATTEMPT_SCHEMA, orient="row")))
+            self._chunks.append((end, attempts_frame(rows)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,26 +304,37 @@ class LivePusher:
                 return None, 0
             pushed = 0
             if rows.height:
-                try:
-                    from feast.data_source import PushMode
-
-                    self._store.push(PUSH_SOURCE, rows.to_pandas(), to=PushMode.ONLINE)
-                except Exception:
-                    self._counts["push_errors"] += 1
-                    log.warning("push of %d live stats rows to Feast failed", rows.height, exc_info=True)
-                else:
+                if push_online(self._store, rows):
                     self._counts["pushes"] += 1
                     self._counts["rows_pushed"] += rows.height
                     pushed = rows.height
+                else:
+                    self._counts["push_errors"] += 1
             self._last_cycle_s = time.perf_counter() - started
             return rows, pushed
 
     def _remember(self, rows: pl.DataFrame | None) -> None:
-        if self._reader is None or rows is None:
-            return
-        for row in rows.iter_rows(named=True):
-            values = [math.nan if row[name] is None else row[name] for name in LIVE_STAT_NAMES]
-            self._reader.remember_sku_live(row["region"], row["sku"], row["ts"], values)
+        if self._reader is not None and rows is not None:
+            remember_rows(self._reader, rows)
+
+
+def push_online(store: Any, rows: pl.DataFrame) -> bool:
+    """Push live stats rows to Feast's online store through ``PUSH_SOURCE``; False (logged) if it fails."""
+    try:
+        from feast.data_source import PushMode
+
+        store.push(PUSH_SOURCE, rows.to_pandas(), to=PushMode.ONLINE)
+    except Exception:
+        log.warning("push of %d live stats rows to Feast failed", rows.height, exc_info=True)
+        return False
+    return True
+
+
+def remember_rows(reader: StoreFeatureReader, rows: pl.DataFrame) -> None:
+    """Hand computed rows to ``reader`` as fresh ``sku_live`` cache entries (null → NaN)."""
+    for row in rows.iter_rows(named=True):
+        values = [math.nan if row[name] is None else row[name] for name in LIVE_STAT_NAMES]
+        reader.remember_sku_live(row["region"], row["sku"], row["ts"], values)
 
 
 def with_queue_depths(rows: pl.DataFrame, queue_depths: Mapping[tuple[str, str], float]) -> pl.DataFrame:
