@@ -30,6 +30,7 @@ from serving.worker_errors import (
     retry_after_s,
     worker_error,
 )
+from serving.worker_http import WorkerHttpClient, WorkerResponse
 from serving.worker_stream import SseProtocolError, StreamProgress, WorkerStream, WorkerUsage
 
 
@@ -93,15 +94,15 @@ class Attempt:
         message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
         return self.fail(classify_transport(error, waited_for_pool=self.waited_for_pool), message)
 
-    def status(self, response: aiohttp.ClientResponse, raw: bytes) -> WorkerAttemptError:
+    def status(self, response: WorkerResponse, raw: bytes) -> WorkerAttemptError:
         error_type, message = worker_error(raw)
         failure = classify_http_status(response.status, error_type)
         return self.fail(failure, message, response.status, retry_after_s(response.headers))
 
 
 async def post_messages(
-    session: aiohttp.ClientSession, attempt: Attempt, body: bytes, request_id: str | None, stream: bool
-) -> aiohttp.ClientResponse:
+    client: WorkerHttpClient, attempt: Attempt, body: bytes, request_id: str | None, stream: bool
+) -> WorkerResponse:
     """Send the request; the response's head has arrived, its body not yet read."""
     headers = {
         "content-type": "application/json",
@@ -111,16 +112,16 @@ async def post_messages(
     if request_id is not None:
         headers["x-request-id"] = request_id
     url = attempt.endpoint.url + "/v1/messages"
-    return await session.post(url, data=body, headers=headers, allow_redirects=False)
+    return await client.post(url, body, headers)
 
 
 async def complete_attempt(
-    session: aiohttp.ClientSession, attempt: Attempt, body: bytes, request_id: str | None
+    client: WorkerHttpClient, attempt: Attempt, body: bytes, request_id: str | None
 ) -> WorkerReply:
     """A non-streamed attempt: the worker's whole 200 answer, or ``WorkerAttemptError``."""
     try:
         async with asyncio.timeout(min(attempt.limit, attempt.deadline) - time.monotonic()):
-            response = await post_messages(session, attempt, body, request_id, stream=False)
+            response = await post_messages(client, attempt, body, request_id, stream=False)
             try:
                 raw = await response.read()
             finally:
@@ -151,7 +152,7 @@ async def complete_attempt(
 
 
 async def open_attempt(
-    session: aiohttp.ClientSession,
+    client: WorkerHttpClient,
     attempt: Attempt,
     body: bytes,
     request_id: str | None,
@@ -160,15 +161,15 @@ async def open_attempt(
 ) -> WorkerStream:
     """A streamed attempt, returned at its ``message_start``; ``release`` runs when it closes."""
     progress = StreamProgress(attempt.started)
-    response: aiohttp.ClientResponse | None = None
+    response: WorkerResponse | None = None
     try:
         async with asyncio.timeout(min(attempt.limit, attempt.deadline) - time.monotonic()):
-            response = await post_messages(session, attempt, body, request_id, stream=True)
+            response = await post_messages(client, attempt, body, request_id, stream=True)
             if response.status != 200:
                 raise attempt.status(response, await response.read())
             if not response.headers.get("content-type", "").startswith("text/event-stream"):
                 raise attempt.fail(PROTOCOL_ERROR, "a 200 answer to a stream that is not an event stream")
-            chunks = response.content.iter_any()
+            chunks = response.iter_any()
             received = bytearray()
             while progress.message_start is None:
                 chunk = await anext(chunks, None)

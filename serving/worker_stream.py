@@ -30,6 +30,7 @@ import aiohttp
 
 from serving.breaker import Verdict
 from serving.worker_errors import REQUEST_ERROR_TYPES
+from serving.worker_http import WorkerResponse
 
 MAX_LINE_BYTES = 8 * 1024 * 1024
 
@@ -251,7 +252,7 @@ class WorkerStream:
         sku: str,
         region: str,
         replica: str,
-        response: aiohttp.ClientResponse,
+        response: WorkerResponse,
         chunks: AsyncIterator[bytes],
         progress: StreamProgress,
         buffered: bytes,
