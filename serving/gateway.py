@@ -128,6 +128,31 @@ class Gateway:
     def __post_init__(self) -> None:
         # the static prior: safe mode's router, and the fallback when scoring fails
         self._static_router = LoadedRouter(StaticPriorScorer(self.catalog), None, time.time())
+        self._params: tuple[PolicyParams, float, PolicyParams] | None = None  # (policy, λ, params)
+        self._children: dict[tuple[int, tuple[str, ...]], object] = {}
+
+    def _policy_params(self) -> PolicyParams:
+        """``policy`` with the pacer's current λ; one object per (policy, λ), not one per request."""
+        cost_multiplier = self.pacer.cost_multiplier
+        cached = self._params
+        if cached is None or cached[0] is not self.policy or cached[1] != cost_multiplier:
+            cached = self._params = (
+                self.policy,
+                cost_multiplier,
+                replace(self.policy, cost_multiplier=cost_multiplier),
+            )
+        return cached[2]
+
+    def _labelled(self, metric, *values: str):
+        """``metric.labels(*values)``, the child kept: prometheus_client validates and locks on
+        every ``labels`` call. Bounded like the metric's own children (cleared past 10,000)."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            if len(self._children) >= 10_000:
+                self._children.clear()
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     # ------------------------------------------------------------------ the request path
 
@@ -227,7 +252,7 @@ class Gateway:
         return tenant, request, screen, placed
 
     async def _route(self, tenant, facts, request_vector, placed, prefix_keys) -> tuple[Route, PolicyParams]:
-        params = replace(self.policy, cost_multiplier=self.pacer.cost_multiplier)
+        params = self._policy_params()
         router: LoadedRouter = self._static_router if self._in_safe_mode() else self.champion.current
         fetch_started = time.perf_counter()
         store = await self.read_store(tenant.tenant_id, tenant.home_region, [p.sku.name for p in placed])
@@ -279,12 +304,12 @@ class Gateway:
                 usage=Usage(),
             )
         )
-        self.metrics.attempts.labels(placement.sku.name, failure.status).inc()
+        self._labelled(self.metrics.attempts, placement.sku.name, failure.status).inc()
 
     async def _first_answer(self, ledger, request, prefix_keys, deadline, call):
         """Try the plan in order until a worker answers (``call`` is the pool's ``complete`` or
         ``open_stream``): ``(placement, answer, started)``, or ``(None, the client's error, None)``."""
-        last_error: ApiError = overloaded("no model could serve the request", retry_after_s=1.0)
+        last_error: ApiError | None = None
         for placement in self._plan(ledger):
             started = utc_now()
             try:
@@ -308,6 +333,8 @@ class Gateway:
             for earlier in answer.earlier_failures:
                 self._record_failure(ledger, placement, earlier, started)
             return placement, answer, started
+        if last_error is None:
+            last_error = overloaded("no model could serve the request", retry_after_s=1.0)
         return None, last_error, None
 
     def _no_answer(self, ledger: RequestLedger, error: ApiError, mode: str) -> JsonReply:
@@ -337,7 +364,7 @@ class Gateway:
                 usage=usage,
             )
         )
-        self.metrics.attempts.labels(placement.sku.name, "ok").inc()
+        self._labelled(self.metrics.attempts, placement.sku.name, "ok").inc()
         self.prompt_cache.observe(placement.sku.name, placement.region, prefix_keys, time.monotonic())
         # The books close right after this step, once the reply is written: the client does not
         # wait for the records and metrics. (_finish is idempotent; until it runs the ledger is
@@ -382,7 +409,7 @@ class Gateway:
                     usage=Usage(usage.input_tokens, usage.cache_read_input_tokens, usage.output_tokens, True),
                 )
             )
-            self.metrics.attempts.labels(placement.sku.name, state["status"]).inc()
+            self._labelled(self.metrics.attempts, placement.sku.name, state["status"]).inc()
             if state["status"] == "ok":
                 self.prompt_cache.observe(placement.sku.name, placement.region, prefix_keys, time.monotonic())
             client_ttft = None
@@ -459,15 +486,15 @@ class Gateway:
         self.metrics.in_flight.dec()
         tokens = outcome.input_tokens + outcome.cached_tokens + outcome.output_tokens if outcome.sku else None
         asyncio.get_running_loop().create_task(ledger.ticket.release(tokens))
-        self.metrics.requests.labels(str(http_status), error_type or "", mode).inc()
+        self._labelled(self.metrics.requests, str(http_status), error_type or "", mode).inc()
         if error_type:
-            self.metrics.errors.labels(error_type).inc()
+            self._labelled(self.metrics.errors, error_type).inc()
         if outcome.sku is not None:
-            self.metrics.responses_by_sku.labels(outcome.sku, ledger.attempts[-1].region).inc()
-            self.metrics.e2e.labels(outcome.sku).observe(outcome.e2e_ms / 1000.0)
+            self._labelled(self.metrics.responses_by_sku, outcome.sku, ledger.attempts[-1].region).inc()
+            self._labelled(self.metrics.e2e, outcome.sku).observe(outcome.e2e_ms / 1000.0)
             if outcome.ttft_ms is not None:
-                self.metrics.ttft.labels(outcome.sku).observe(outcome.ttft_ms / 1000.0)
-            self.metrics.cost.labels(outcome.sku).inc(outcome.cost_usd)
+                self._labelled(self.metrics.ttft, outcome.sku).observe(outcome.ttft_ms / 1000.0)
+            self._labelled(self.metrics.cost, outcome.sku).inc(outcome.cost_usd)
             self.pacer.observe(outcome.cost_usd)
 
     def finish_all_open(self) -> int:
