@@ -47,6 +47,10 @@ class StaticPriorScorer:
 
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
+        # per tier index: the latency profiles of the catalog's SKUs of that tier
+        self._profiles = {
+            index: [s.latency for s in catalog.skus if s.tier == tier] for index, tier in enumerate(SKU_TIERS)
+        }
 
     def score(self, rows: np.ndarray, heads: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         tiers = rows[:, _COLUMN["sku_tier"]].astype(int)
@@ -56,9 +60,8 @@ class StaticPriorScorer:
         # The SKU is identified by its descriptors; the static prior only needs its tier's
         # latency, taken as the slowest SKU of the tier (a conservative prior).
         ttft = np.empty(len(rows), dtype=np.float32)
-        for i, tier in enumerate(tiers):
-            profiles = [s.latency for s in self._catalog.skus if s.tier == SKU_TIERS[tier]]
-            ttft[i] = max(p.ttft_ms(int(uncached[i])) for p in profiles)
+        for i, (tier, tokens) in enumerate(zip(tiers.tolist(), uncached.astype(int).tolist(), strict=True)):
+            ttft[i] = max(p.ttft_ms(tokens) for p in self._profiles[tier])
         live = rows[:, _COLUMN["sku_ttft_p95_1m_ms"]]
         ttft = np.where(np.isnan(live), ttft, np.maximum(ttft, live)).astype(np.float32)
         tokens = np.minimum(rows[:, _COLUMN["max_tokens"]], _STATIC_OUTPUT_TOKENS).astype(np.float32)
