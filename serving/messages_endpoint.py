@@ -1,9 +1,13 @@
-"""``POST /v1/messages`` as a bare ASGI layer in front of the FastAPI app: the hot path.
+"""``POST /v1/messages`` as a bare ASGI layer: the hot path, outside FastAPI's machinery.
 
 Every other endpoint goes through FastAPI. This one does not, because it runs for every
-request the service serves and FastAPI's layers (its middleware stack, routing, the request
-object and the handler wrapper) cost more than the gateway's worker call on this machine
-(``bench/gateway_overhead.py``); what they would add here is nothing the endpoint uses.
+request the service serves and FastAPI's layers (its telemetry check, Starlette's middleware
+stack of error, telemetry and body-limit middleware, routing, the request object and the
+handler wrapper) cost more than the gateway's worker call on this machine
+(``bench/gateway_overhead.py``, ``bench/cpu_per_request.py``); what they would add here is
+nothing the endpoint uses. :class:`GatewayApp` is the FastAPI app that answers this path
+before any of its layers; :class:`MessagesEndpoint` does the same as a middleware inside
+them (past FastAPI's telemetry check and Starlette's outer middleware).
 
 The layer reads the body (at most ``max_body_bytes + 1`` bytes are kept: the gateway answers
 413 from the length alone), hands body and headers to :meth:`Gateway.messages`, and sends a
@@ -17,6 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from fastapi import FastAPI
 from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
 
@@ -36,6 +41,39 @@ MESSAGES_PATH = "/v1/messages"
 _JSON_HEADERS = ((b"content-type", b"application/json"),)
 
 
+def is_messages_call(scope: Scope) -> bool:
+    return scope["type"] == "http" and scope["path"] == MESSAGES_PATH and scope["method"] == "POST"
+
+
+async def serve_messages(app: Any, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer one ``POST /v1/messages`` with the gateway in ``app.state.runtime``."""
+    gateway = app.state.runtime.gateway
+    try:
+        body = await read_body(receive, gateway.caps.max_body_bytes + 1)
+        if body is None:  # the client left before sending its body
+            return
+        reply = await gateway.messages(body, request_headers(scope))
+    except Exception:
+        log.exception("POST /v1/messages failed outside the gateway")
+        await send_json(send, JsonReply(*_internal_error()))
+        return
+    if isinstance(reply, JsonReply):
+        await send_json(send, reply)
+    else:
+        await stream_response(reply)(scope, receive, send)
+
+
+class GatewayApp(FastAPI):
+    """The FastAPI app, with ``POST /v1/messages`` answered before any of FastAPI's layers."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if is_messages_call(scope):
+            scope["app"] = self
+            await serve_messages(self, scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 class MessagesEndpoint:
     """ASGI middleware: serves ``POST /v1/messages``, passes everything else to ``app``."""
 
@@ -43,24 +81,10 @@ class MessagesEndpoint:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != MESSAGES_PATH or scope["method"] != "POST":
+        if not is_messages_call(scope):
             await self.app(scope, receive, send)
             return
-        runtime = scope["app"].state.runtime
-        gateway = runtime.gateway
-        try:
-            body = await read_body(receive, gateway.caps.max_body_bytes + 1)
-            if body is None:  # the client left before sending its body
-                return
-            reply = await gateway.messages(body, request_headers(scope))
-        except Exception:
-            log.exception("POST /v1/messages failed outside the gateway")
-            await send_json(send, JsonReply(*_internal_error()))
-            return
-        if isinstance(reply, JsonReply):
-            await send_json(send, reply)
-        else:
-            await stream_response(reply)(scope, receive, send)
+        await serve_messages(scope["app"], scope, receive, send)
 
 
 async def read_body(receive: Receive, keep_bytes: int) -> bytes | None:
