@@ -38,7 +38,7 @@ import uvloop
 from gateway_overhead import bodies, open_loop, raw_request, sequential, small_payload
 from gateway_processes import PINNED, ROOT
 from machine import describe_machine, print_report
-from tiered_gateway import Service, cpu_seconds
+from tiered_gateway import Service, cpu_seconds, warm_up
 
 FLAT_WITHIN = 0.15
 
@@ -51,6 +51,9 @@ def measure(processes: int, redis: bool, args: argparse.Namespace, say) -> float
         small = [small_payload("auto", v) for v in range(64)]
         sets = {"direct": bodies(small, PINNED), "gateway auto": bodies(small, "auto")}
         ports = {"direct": service.worker_port, "gateway auto": service.gateway_port}
+        warm_up(
+            service.gateway_port, [raw_request(service.gateway_port, body) for body in sets["gateway auto"]]
+        )
         times = sequential(ports, sets, args.requests)
         gateway_raw = [raw_request(service.gateway_port, body) for body in sets["gateway auto"]]
         groups = {
@@ -60,6 +63,7 @@ def measure(processes: int, redis: bool, args: argparse.Namespace, say) -> float
         }
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(open_loop(service.gateway_port, gateway_raw, args.rate, 2.0, seed=0))  # warm-up
+            calls_before = redis_calls(service)
             before = {name: cpu_seconds(pids) for name, pids in groups.items()}
             per_process = {pid: cpu_seconds([pid]) for pid in groups["gateway"]}
             latencies = runner.run(
@@ -67,6 +71,7 @@ def measure(processes: int, redis: bool, args: argparse.Namespace, say) -> float
             )
             used = {name: cpu_seconds(pids) - before[name] for name, pids in groups.items()}
             split = [cpu_seconds([pid]) - cpu for pid, cpu in per_process.items()]
+            calls_after = redis_calls(service)
         prioritized, pinned = service.prioritized, service.pinned
     finally:
         service.stop()
@@ -90,12 +95,33 @@ def measure(processes: int, redis: bool, args: argparse.Namespace, say) -> float
         + (f", Redis {1000 * used['redis'] / answered:.3f} ms per request" if redis else "")
         + f", worker {1000 * used['worker'] / answered:.2f} ms per request)"
     )
+    if redis:
+        calls = {name: count - calls_before.get(name, 0) for name, count in calls_after.items()}
+        say(
+            "      Redis commands per request: "
+            + ", ".join(
+                f"{name} {count / answered:.2f}"
+                for name, count in sorted(calls.items(), key=lambda x: -x[1])
+                if count
+            )
+        )
     say(
         "      CPU-seconds per gateway process (supervisor first when N > 1): "
         + ", ".join(f"{cpu:.2f}" for cpu in split)
         + f"; pinned {'yes' if pinned else 'no'}, niceness raised {'yes' if prioritized else 'no'}"
     )
     return per_cpu_s
+
+
+def redis_calls(service: Service) -> dict[str, int]:
+    """Calls per Redis command so far (``INFO commandstats``); empty without Redis."""
+    if service.redis_server is None:
+        return {}
+    import redis
+
+    with redis.Redis.from_url(service.redis_server.url) as client:
+        stats = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()}
 
 
 def revision() -> str:
