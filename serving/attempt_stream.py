@@ -85,7 +85,7 @@ return 0
 
 
 def encode_attempts(frame: pl.DataFrame) -> bytes:
-    """Attempt rows (``ATTEMPT_SCHEMA``) as one Arrow IPC file, zstd-compressed (~30 bytes a row)."""
+    """Attempt rows (``ATTEMPT_SCHEMA``) as one Arrow IPC file, zstd-compressed (~40 bytes a row)."""
     buffer = io.BytesIO()
     frame.write_ipc(buffer, compression="zstd")
     return buffer.getvalue()

@@ -38,8 +38,10 @@ then reads Feast.
   transition and shown by ``switchyard_live_stats_degraded``.
 
 Memory per process: its own attempts of the last 16 minutes twice (columnar, and the
-encoded batches, ~30 bytes an attempt); the leader also holds every process's. The leader's
-cycle costs CPU in proportion to the cluster's attempt rate over 15 minutes
+encoded batches, ~40 bytes an attempt as Redis holds them); the leader also holds every
+process's. The leader's cycle costs CPU in proportion to the cluster's attempt rate over
+15 minutes, almost all of it ``sku_live_stats``; a new leader's first cycle also decodes the
+whole stream; a follower's sync is an encode and one script call
 (bench/live_share.py measures it).
 """
 
@@ -268,9 +270,15 @@ class LiveSharer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if release and self.leader:
+        if release:
+            await asyncio.to_thread(self._release)
+
+    def _release(self) -> None:
+        with self._cycle_lock:  # after a cycle still running in its thread
+            if not self.leader:
+                return
             try:
-                await asyncio.to_thread(self.stream.release)
+                self.stream.release()
             except _FAILURES:
                 log.warning(
                     "live stats: could not release the lease; it expires in %.0f s", self.config.lease_s
