@@ -115,6 +115,7 @@ class Runtime:
     closers: list = field(default_factory=list)
     store_stats: object | None = None  # the StoreFeatureReader, when Feast is used
     router_labels: set[tuple[str, str]] = field(default_factory=set)
+    live: object | None = None  # the LivePusher or LiveSharer, when Feast is used
 
 
 async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -> Runtime:
@@ -160,7 +161,9 @@ async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -
     closers: list = []
     live = None
     if gw.feature_store:
-        read_store, live, closers = await _feature_store(settings.feast, catalog, tenants, metrics, pool)
+        read_store, live, closers = await _feature_store(
+            settings.feast, settings.cluster, catalog, tenants, metrics, pool
+        )
     admission = build_admission(settings.admission_settings(), metrics)
     prompt_cache = PromptCacheEstimate(ttl_s=gw.prompt_cache_ttl_s)
     if settings.cluster.redis_url:
@@ -200,6 +203,7 @@ async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -
     runtime.tasks.append(asyncio.create_task(safe_mode.run(), name="safe-mode-poll"))
     loop_lag = LoopLagMonitor(metrics.loop_lag.observe)
     runtime.tasks.append(asyncio.create_task(loop_lag.run(), name="loop-lag"))
+    runtime.live = live
     if live is not None:
         observe = live.observe
         eventlog.add_listener(lambda record: observe(record) if isinstance(record, AttemptRecord) else None)
@@ -215,20 +219,49 @@ async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -
 
 
 async def _feature_store(
-    feast: FeatureStoreSettings, catalog: Catalog, tenants, metrics: GatewayMetrics, pool: WorkerPool
+    feast: FeatureStoreSettings,
+    cluster: ClusterSettings,
+    catalog: Catalog,
+    tenants,
+    metrics: GatewayMetrics,
+    pool: WorkerPool,
 ):
-    """The Feast reader (warmed for every tenant and SKU) and the live-stats pusher."""
+    """The Feast reader (warmed for every tenant and SKU) and the live-stats pusher.
+
+    With a cluster Redis the online store is that Redis (``feature_store.redis.yaml`` unless
+    ``SWITCHYARD_FEAST_YAML`` names another Redis config) and live stats go through the shared
+    attempt stream and its leader (serving/live_share.py); else this process pushes its own.
+    """
     from serving.live_push import LivePusher
     from serving.store_features import StoreFeatureReader, open_feature_store
 
     def build():
-        store = open_feature_store(feast.repo_path, feast.yaml)
+        if cluster.redis_url:
+            from serving.feast_redis import REDIS_YAML, open_feature_store_on_redis
+
+            store = open_feature_store_on_redis(feast.repo_path, cluster.redis_url, feast.yaml or REDIS_YAML)
+        else:
+            store = open_feature_store(feast.repo_path, feast.yaml)
         reader = StoreFeatureReader(store, feast.cache_policy(), on_fetch=metrics.feature_fetch_time.observe)
         warmed = reader.warm([t.tenant_id for t in tenants], list(REGIONS), list(catalog.names))
         log.info("feature store: %s, %d keys warmed", feast.repo_path, warmed)
         return store, reader
 
     store, reader = await asyncio.to_thread(build)
+    if cluster.redis_url:
+        from serving.live_share import LiveShareConfig, LiveShareMetrics, LiveSharer
+
+        sharer = LiveSharer.connect(
+            cluster.redis_url,
+            store,
+            reader=reader,
+            config=LiveShareConfig(
+                period_s=feast.push_period_s, max_rows=feast.live_max_rows, timeout_s=cluster.redis_timeout_s
+            ),
+            queue_depths=pool.scraped_queue_depths,
+            metrics=LiveShareMetrics(metrics.registry),
+        )
+        return reader.read, sharer, [sharer.aclose]
     pusher = LivePusher(
         store,
         reader=reader,
@@ -418,6 +451,7 @@ def readiness(runtime: Runtime) -> dict[str, object]:
             "degraded": bool(getattr(runtime.gateway.pacer, "degraded", False)),
         },
         "process": os.getpid(),  # which of the processes behind the port answered
+        "live_stats": _live_stats_mode(runtime),
         "prompt_cache": {"shared": bool(getattr(runtime.gateway.prompt_cache, "shared", False))},
         "admission": {
             "shared": isinstance(runtime.gateway.admission, RedisAdmission),
@@ -430,6 +464,15 @@ def readiness(runtime: Runtime) -> dict[str, object]:
     # disk refuses); recovers by itself, unlike the monotone ``dropped`` counter
     detail["ready"] = bool(serving) and events.oldest_unwritten_age_s < READY_MAX_UNWRITTEN_AGE_S
     return detail
+
+
+def _live_stats_mode(runtime: Runtime) -> dict[str, object]:
+    live = runtime.live
+    if live is None:
+        return {"mode": "off"}
+    if not hasattr(live, "degraded"):
+        return {"mode": "own"}  # a single process pushing its own stats
+    return {"mode": "degraded" if live.degraded else "shared", "leader": bool(getattr(live, "leader", False))}
 
 
 def refresh_gauges(runtime: Runtime) -> None:

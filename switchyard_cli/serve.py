@@ -43,7 +43,6 @@ STATE = Path(".switchyard")
 TENANTS_FILE = STATE / "tenants.yaml"
 KEYS_FILE = STATE / "tenant-keys.json"
 DEPLOYMENT_FILE = STATE / "deployment.json"
-REDIS_FEATURE_STORE_YAML = "feature_store.redis.yaml"
 
 
 def _step(message: str) -> None:
@@ -168,35 +167,15 @@ def start_cluster_state(processes: int, feature_repo: Path, feature_store: bool)
         _step(f"cluster: started redis-server on 127.0.0.1:{server.port} for {processes} gateway processes")
     else:
         _step(f"cluster: {processes} gateway processes share {url}")
-    if feature_store:
-        os.environ.setdefault("REDIS_URL", feast_connection_string(url))
-        os.environ.setdefault("SWITCHYARD_FEAST_YAML", REDIS_FEATURE_STORE_YAML)
-        if os.environ["SWITCHYARD_FEAST_YAML"] == REDIS_FEATURE_STORE_YAML:
-            _step("features: materializing the Feast online store on Redis")
-            from offline.feast_adapter import feast_cli
+    if feature_store:  # the gateways open feature_store.redis.yaml on this Redis (serving/feast_redis.py)
+        _step("features: materializing the Feast online store on Redis")
+        from offline.feast_adapter import feast_cli
+        from serving.feast_redis import REDIS_YAML, feast_connection_string
 
-            feast_cli(
-                feature_repo,
-                "-f",
-                str(feature_repo.resolve() / REDIS_FEATURE_STORE_YAML),
-                "materialize",
-                "--disable-event-timestamp",
-            )
+        os.environ["REDIS_URL"] = feast_connection_string(url)  # what `feast -f` fills the yaml with
+        yaml = str(feature_repo.resolve() / REDIS_YAML)
+        feast_cli(feature_repo, "-f", yaml, "materialize", "--disable-event-timestamp")
     return server
-
-
-def feast_connection_string(redis_url: str) -> str:
-    """Feast's ``host:port[,db=N][,password=...]`` for a ``redis://[:password@]host:port[/db]`` URL."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(redis_url)
-    text = f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}"
-    db = parts.path.strip("/")
-    if db and db != "0":
-        text += f",db={db}"
-    if parts.password:
-        text += f",password={parts.password}"
-    return text
 
 
 def _banner(host: str, port: int) -> str:
