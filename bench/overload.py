@@ -58,7 +58,7 @@ from overload_client import (
     offered_load,
     sequential_status,
 )
-from tiered_gateway import LIMITED_KEY, TIER_KEYS, Service, cpu_seconds, request_bytes, warm_up
+from tiered_gateway import LIMITED_KEY, TIER_KEYS, Service, cpu_seconds, request_bytes, revision, warm_up
 
 from features.schema import TENANT_TIERS
 from serving.admission import AdmissionLimits
@@ -308,11 +308,11 @@ def main() -> None:
     args = parser.parse_args()
     if len(args.mix) != len(TENANT_TIERS) or abs(sum(args.mix) - 1.0) > 1e-9:
         parser.error("--mix needs one fraction per tier, summing to 1")
-    lines = [f"machine: {describe_machine()}"]
+    lines = [f"machine: {describe_machine()}", f"code: {revision()}"]
     verdicts = {}
     for name in args.scenarios.split(","):
         measured = measure(SCENARIOS[name], args)
-        if len(lines) == 1:
+        if len(lines) == 2:
             lines.append(
                 "layout: one gateway process (switchyard serve) on core 1; the worker and this client on core 0"
                 f"{', all at niceness -10' if measured.prioritized else ''}; model auto, small bodies, non-streaming"

@@ -29,16 +29,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import uvloop
 from gateway_overhead import bodies, open_loop, raw_request, sequential, small_payload
-from gateway_processes import PINNED, ROOT
+from gateway_processes import PINNED
 from machine import describe_machine, print_report
-from tiered_gateway import Service, cpu_seconds, warm_up
+from tiered_gateway import Service, cpu_seconds, revision, warm_up
 
 FLAT_WITHIN = 0.15
 
@@ -122,13 +121,6 @@ def redis_calls(service: Service) -> dict[str, int]:
     with redis.Redis.from_url(service.redis_server.url) as client:
         stats = client.info("commandstats")
     return {name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()}
-
-
-def revision() -> str:
-    result = subprocess.run(
-        ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True, check=False
-    )
-    return result.stdout.strip() or "unknown"
 
 
 def main() -> None:

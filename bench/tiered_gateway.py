@@ -103,6 +103,14 @@ def raise_priority(pids: list[int], niceness: int = PRIORITY) -> bool:
     return True
 
 
+def revision() -> str:
+    """The code measured: ``git describe --always --dirty``."""
+    result = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip() or "unknown"
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU of the processes (0 for one that is gone)."""
     total = 0.0
