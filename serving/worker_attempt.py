@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 import orjson
@@ -58,11 +58,10 @@ class PoolEndpoint:
     url: str
     kind: str = "simulated"
     in_flight: int = 0
+    key: str = field(init=False, repr=False)  # the breaker key, ``region/sku/url``
 
-    @property
-    def key(self) -> str:
-        """The breaker key."""
-        return f"{self.region}/{self.sku}/{self.url}"
+    def __post_init__(self) -> None:
+        self.key = f"{self.region}/{self.sku}/{self.url}"  # read several times per request
 
 
 @dataclass(frozen=True, slots=True)
