@@ -5,9 +5,10 @@
         [--out bench/results/cpu_per_request.txt]
 
 A variant is ``[label=]server[@source dir]``: the HTTP server (``bench/gateway_servers.py``:
-``uvicorn`` as ``switchyard serve`` runs it, with uvloop and httptools; ``granian`` with the ASGI
-interface; ``granian-st``, its single-threaded runtime) and the source tree the gateway runs
-from (default: this checkout), so a change is measured against the code before it
+``uvicorn`` as ``switchyard serve`` runs it, with uvloop and httptools; ``uvicorn-lean``
+without its proxy-headers middleware and access log; ``granian`` with the ASGI interface;
+``granian-st``, its single-threaded runtime) and the source tree the gateway runs from
+(default: this checkout), so a change is measured against the code before it
 (``git archive <commit> | tar -x -C DIR``) in the same run.
 
 Method. The stack of ``bench/gateway_overhead.py``: one simulated worker (``time_scale=0``,

@@ -3,7 +3,8 @@
     python bench/gateway_servers.py {uvicorn,granian} PORT    (the folder in $SWITCHYARD_BENCH_FOLDER)
 
 - ``uvicorn``: as ``switchyard serve`` runs it (``uvicorn.run``; uvloop and httptools when
-  installed);
+  installed); ``uvicorn-lean``: also without the proxy-headers middleware and the access log
+  (the gateway reads neither the client address nor ``X-Forwarded-*``);
 - ``granian``: the ASGI interface, one worker process, uvloop, its defaults otherwise (for
   ASGI a multi-threaded Rust runtime of one thread); ``granian-st``: the single-threaded Rust
   runtime, HTTP/1 only, no websockets. The app is made by :func:`gateway_app` in granian's
@@ -20,7 +21,7 @@ import sys
 from pathlib import Path
 
 FOLDER_ENV = "SWITCHYARD_BENCH_FOLDER"
-SERVERS = ("uvicorn", "granian", "granian-st")
+SERVERS = ("uvicorn", "uvicorn-lean", "granian", "granian-st")
 
 
 def gateway_app():
@@ -47,11 +48,12 @@ def gateway_app():
 
 def serve(server: str, port: int) -> None:
     """Run the gateway under ``server`` until SIGINT (a graceful shutdown)."""
-    if server == "uvicorn":
+    if server.startswith("uvicorn"):
         import uvicorn
 
+        lean = {"proxy_headers": False, "access_log": False} if server == "uvicorn-lean" else {}
         with contextlib.suppress(KeyboardInterrupt):  # SIGINT: uvicorn's graceful shutdown ran
-            uvicorn.run(gateway_app(), host="127.0.0.1", port=port, log_level="warning")
+            uvicorn.run(gateway_app(), host="127.0.0.1", port=port, log_level="warning", **lean)
         return
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes
