@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: setup test lint unit integration serve workers bootstrap feature-tables train-router mlflow-ui bench clean
-.PHONY: vllm-setup vllm-worker bench-vllm redis-setup
+.PHONY: vllm-setup vllm-worker bench-vllm redis-setup bench-overload bench-scaling
 
 LOGS     ?= data/logs
 MLRUNS   ?= mlruns
@@ -116,3 +116,11 @@ bench-peers: setup
 # Prefix-affinity replica choice vs round-robin vs least-loaded on two real vLLM CPU servers.
 bench-vllm: vllm-setup
 	$(BIN)/python bench/vllm_prefix_affinity.py
+
+# Overload at 2x capacity (worker-bound and gateway-bound): goodput, tiers shed in order, rejection latency.
+bench-overload: setup
+	$(BIN)/python bench/overload.py --out bench/results/overload.txt
+
+# Requests per gateway CPU-second, 1 and 2 gateway processes (switchyard serve --processes N, local redis-server).
+bench-scaling: setup redis-setup
+	$(BIN)/python bench/process_scaling.py --out bench/results/process_scaling.txt

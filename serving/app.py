@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
+import pyarrow as pa
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -128,6 +129,9 @@ async def build_runtime(settings: AppSettings, catalog: Catalog | None = None) -
     tenants = settings.tenants.directory(catalog)
     await asyncio.to_thread(predict_task_type, "warm up")  # load the classifier now, not on request 1
     await asyncio.to_thread(embed_prompt, "warm up")  # and the prompt embedding
+    # pyarrow imports pandas on its first timestamp conversion: here, not in the event log's first
+    # flush, where the import holds the GIL for most of a second of serving
+    await asyncio.to_thread(pa.array, [datetime.now(UTC)], pa.timestamp("us", tz="UTC"))
     pool = WorkerPool.from_settings(settings.workers)
     await pool.start()  # one /health + /metrics round of every endpoint before serving
     metrics = GatewayMetrics()
