@@ -260,5 +260,5 @@ def test_settings_pick_the_backend(monkeypatch, redis_server):
     admission = build_admission(AdmissionSettings())
     assert isinstance(admission, RedisAdmission)
     assert (admission.config.url, admission.config.expected_processes) == (redis_server.url, 4)
-    assert admission.config.timeout_s == 0.005
+    assert admission.config.timeout_s == 0.05
     asyncio.run(admission.aclose())
