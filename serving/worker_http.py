@@ -6,8 +6,8 @@ connect are bounded by ``connect_timeout_s`` (the connect alone by ``sock_connec
 A released connection stays pooled for ``keepalive_s`` if its answer was read to its end and
 the worker kept the connection open (``keepalive_s`` 0: every request opens and closes one).
 Responses are parsed by httptools (llhttp: content length, chunked, or to the end of the
-connection). Reading pauses past ``HIGH_WATER_BYTES`` of unread body, so a slow consumer of a
-stream holds the worker back instead of filling memory.
+connection). Reading pauses past ``HIGH_WATER_BYTES`` of unread body and resumes once the reader
+has taken it, so a slow consumer of a stream holds the worker back instead of filling memory.
 
 It is the gateway's only client of ``/v1/messages`` and does only what that call needs, at a
 fraction of a general client's cost per request (no URL objects, header multidicts, request
@@ -35,15 +35,14 @@ import httptools
 from aiohttp.client_reqrep import ConnectionKey
 
 HIGH_WATER_BYTES = 1 << 18  # unread body bytes at which reading pauses
-LOW_WATER_BYTES = 1 << 16  # and resumes
 
 
 class WorkerResponse:
     """A response whose head has arrived; its body is read with :meth:`read` or :meth:`iter_any`.
 
-    ``headers`` has lower-case names (the first value of a repeated header, as aiohttp's ``get``). :meth:`close` must
-    be called (the pool's attempt code does, in a ``finally``): it pools the connection again
-    if the body was read to its end, else closes it.
+    ``headers`` has lower-case names (the first value of a repeated header, as aiohttp's
+    ``get`` gives). :meth:`close` must be called (the pool's attempt code does, in a
+    ``finally``): it pools the connection again if the body was read to its end, else closes it.
     """
 
     __slots__ = ("_connection", "headers", "status")
