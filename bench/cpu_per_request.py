@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import importlib.util
 import os
 import re
 import shutil
@@ -216,6 +217,12 @@ OTHER = "other"
 PROFILE_RATE = 500
 
 
+def py_spy_path() -> str | None:
+    """py-spy beside this interpreter or on the PATH (``pip install py-spy``; a tool, not a dependency)."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
 def stage_of(frames: list[str]) -> str:
     """The stage of one sample; ``frames`` outermost first, each ``function (file:line)``."""
     for frame in reversed(frames):
@@ -234,7 +241,7 @@ def profile_stages(stack: GatewayStack, requests: list[bytes], connections: int,
     """(stage → share of samples, samples, the cell measured under the profiler)."""
     out = Path(tempfile.mkdtemp(prefix="cpu-prof-")) / "stacks.txt"
     rate = str(PROFILE_RATE)
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    py_spy = py_spy_path()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(closed_loop(stack.port, requests, connections, 1.0))
         command = [py_spy, "record", "--pid", str(stack.app_pid()), "--rate", rate, "--format", "raw"]
@@ -334,6 +341,13 @@ def main() -> None:
     parser.add_argument("--label", default="", help="a note for the report's heading")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.profile_seconds > 0 and py_spy_path() is None:
+        parser.error("the stage breakdown needs py-spy (pip install py-spy), or --profile-seconds 0")
+    if (
+        any(v.server.startswith("granian") for v in args.variants)
+        and importlib.util.find_spec("granian") is None
+    ):
+        parser.error("granian variants need granian (pip install granian)")
 
     payloads = realistic_payloads(400)
     lines = [f"machine: {describe_machine()}"]
