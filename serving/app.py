@@ -45,7 +45,7 @@ from serving.errors import ApiError, authentication_failed, error_body, invalid_
 from serving.eventlog import EventLog
 from serving.gateway import Gateway, GatewayLimits
 from serving.loop_lag import LoopLagMonitor
-from serving.messages_endpoint import MessagesEndpoint
+from serving.messages_endpoint import GatewayApp
 from serving.metrics import GatewayMetrics
 from serving.pacer_redis import ClusterPacer, build_pacer
 from serving.prompt_cache import PromptCacheEstimate
@@ -331,7 +331,8 @@ def create_app(settings: AppSettings | None = None, *, catalog: Catalog | None =
         finally:
             await close_runtime(runtime)
 
-    app = FastAPI(title="Switchyard", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    # POST /v1/messages, the hot path, is answered before FastAPI's own layers (serving.messages_endpoint)
+    app = GatewayApp(title="Switchyard", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -345,9 +346,6 @@ def create_app(settings: AppSettings | None = None, *, catalog: Catalog | None =
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s", request.url.path)
         return _error(ApiError("api_error", "Internal server error"))
-
-    # POST /v1/messages, the hot path, is served by this bare ASGI layer in front of FastAPI
-    app.add_middleware(MessagesEndpoint)
 
     @app.get("/v1/models")
     async def models(request: Request) -> Response:
