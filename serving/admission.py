@@ -114,7 +114,7 @@ class AdmissionTicket:
 
 
 class Admission(Protocol):
-    """What the request path needs from an admission backend (in-process now, Redis later)."""
+    """What the request path needs from an admission backend (in process, or in Redis)."""
 
     async def admit(self, tenant: Tenant, estimated_tokens: int) -> AdmissionTicket:
         """A ticket, or raise :class:`~serving.errors.ApiError` (429 rate_limit_error / 529 overloaded_error)."""
@@ -128,6 +128,36 @@ class Admission(Protocol):
     def in_flight(self) -> int:
         """Requests admitted and not yet released on this replica."""
         ...
+
+    @property
+    def limits(self) -> AdmissionLimits:
+        """This replica's limits (the shedding thresholds among them)."""
+        ...
+
+
+class PriorityShedding:
+    """Check 1 of admission on its own, for the gateway to ask right after authentication.
+
+    Shedding exists for overload, when every microsecond a refused request costs is taken from
+    the requests being served: asked before the body is parsed, the policy checked and the
+    candidates placed, a shed request costs the gateway little more than its authentication.
+    ``admit`` checks the same threshold again (the count may have moved in between).
+    """
+
+    def __init__(self, admission: Admission) -> None:
+        self._admission = admission
+        limits = admission.limits
+        self._shed_at = {tier: limits.shed_at(tier) for tier in TENANT_TIERS}
+        self._retry_after_s = limits.overload_retry_after_s
+
+    def check(self, tier: str) -> ApiError | None:
+        """The 529 to answer when ``tier`` is being shed at this moment, else None."""
+        if self._admission.in_flight < self._shed_at[tier]:
+            return None
+        return overloaded(
+            f"Overloaded: {tier}-tier traffic is being shed; retry shortly.",
+            retry_after_s=self._retry_after_s,
+        )
 
 
 class _TenantState:

@@ -7,7 +7,8 @@ costs more than parsing the body (the request's :class:`~features.request.Screen
 estimates and flags; what only the router reads, the task-type classifier and the prompt
 embedding, is computed after admission, so a shed request never pays for it):
 
-1. authenticate (``x-api-key`` or ``Authorization: Bearer``) → 401;
+1. authenticate (``x-api-key`` or ``Authorization: Bearer``) → 401; then, while this replica
+   sheds the tenant's tier (priority shedding, admission's first check), 529 at once;
 2. body size → 413; JSON and Messages validation → 400; unknown model → 404;
 3. policy: size caps, deny rules, pre-checks → 400/403; candidates (entitlement, residency,
    context, deployments, open circuits) → 400/403/529;
@@ -45,7 +46,7 @@ from features.request import (
 )
 from features.wire import WireError
 from router_model.policy import PolicyParams
-from serving.admission import Admission, token_reservation
+from serving.admission import Admission, PriorityShedding, token_reservation
 from serving.errors import (
     ApiError,
     authentication_failed,
@@ -128,6 +129,7 @@ class Gateway:
     def __post_init__(self) -> None:
         # the static prior: safe mode's router, and the fallback when scoring fails
         self._static_router = LoadedRouter(StaticPriorScorer(self.catalog), None, time.time())
+        self._shedding = PriorityShedding(self.admission)
         self._params: tuple[PolicyParams, float, PolicyParams] | None = None  # (policy, λ, params)
         self._children: dict[tuple[int, tuple[str, ...]], object] = {}
 
@@ -219,6 +221,9 @@ class Gateway:
         tenant = self.tenants.authenticate(api_key_from(headers))
         if tenant is None:
             raise authentication_failed()
+        error = self._shedding.check(tenant.tier)  # overload: refuse before any other work
+        if error is not None:
+            raise error
         error = check_body_size(len(body), self.caps)
         if error is not None:
             raise error

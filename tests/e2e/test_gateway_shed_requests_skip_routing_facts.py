@@ -13,16 +13,19 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from gateway_harness import FREE_KEY, app_settings, running_fleet
+from gateway_harness import FREE_KEY, US_KEY, app_settings, running_fleet
 
+import features.messages_request
 import features.request
 from features.records import DecisionRecord
 from features.request import facts_from_request, request_features
 from serving.app import build_runtime, close_runtime
+from serving.settings import AdmissionSettings
 
 PAYLOAD = {
     "model": "auto",
@@ -91,3 +94,39 @@ def test_shed_requests_skip_the_routing_facts_and_admitted_ones_keep_their_vecto
     expected = request_features(facts_from_request(PAYLOAD), tenant_tier="free", surface=records[0].surface)
     for record in records:
         np.testing.assert_array_equal(np.asarray(record.request_features), np.asarray(expected))
+
+
+def test_a_shed_tier_is_refused_right_after_authentication(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While free-tier traffic is shed, a free request is answered 529 before its body is even
+    parsed (an invalid body gets the 529, not a 400) and before the screen facts are computed;
+    once the load is gone the same request gets its 400."""
+    calls: Counter = Counter()
+    monkeypatch.setattr(
+        "serving.gateway.parse_messages_body",
+        counting(calls, "parse", features.messages_request.parse_messages_body),
+    )
+
+    async def run() -> tuple[object, object]:
+        with running_fleet(tmp_path) as fleet:
+            settings = replace(app_settings(tmp_path, fleet), admission=AdmissionSettings(max_in_flight=2))
+            runtime = await build_runtime(settings)
+            gateway = runtime.gateway
+            try:
+                internal = gateway.tenants.authenticate(US_KEY)
+                tickets = [
+                    await gateway.admission.admit(internal, 10) for _ in range(2)
+                ]  # the replica is full
+                shed = await gateway.messages(b"{not json", {"x-api-key": FREE_KEY})
+                for ticket in tickets:
+                    await ticket.release(0)
+                refused = await gateway.messages(b"{not json", {"x-api-key": FREE_KEY})
+            finally:
+                await close_runtime(runtime)
+        return shed, refused
+
+    shed, refused = asyncio.run(run())
+    assert shed.status == 529 and json.loads(shed.body)["error"]["type"] == "overloaded_error"
+    assert refused.status == 400 and json.loads(refused.body)["error"]["type"] == "invalid_request_error"
+    assert calls["parse"] == 1  # only the request that was not shed
