@@ -1,14 +1,20 @@
-"""Latency and CPU of cluster-wide admission: one admit + release through RedisAdmission and a local redis-server.
+"""Latency and CPU of cluster-wide admission: admit + release through RedisAdmission and a local redis-server.
 
     .venv/bin/python bench/admission_redis_latency.py [--steps 20000] [--tenants 100]
+        [--concurrency 1 32] [--release-delay-ms MS] [--out bench/results/admission_redis_latency.txt]
 
-Starts ``redis-server`` on a free loopback port (no persistence), then runs ``--steps``
-sequential steps in one event loop, each ``await admit`` (one check-and-reserve script) and
-``await ticket.release(actual)`` (one release-and-reconcile script) for a tenant picked round
-robin, with quotas high enough that every request is admitted. Each call is timed alone with
-``perf_counter_ns``; the gateway's CPU per step is ``process_time`` over the run (the Redis
-server's own CPU is not in it). The per-call timeout is 50 ms so a noisy machine does not
-switch to degraded mode; the report says how many decisions were degraded anyway.
+Starts ``redis-server`` on a free loopback port (no persistence) and, for each ``--concurrency``,
+runs ``--steps`` admit + release steps on uvloop (as the gateway does) for tenants picked round
+robin, with quotas high enough that every request is admitted:
+
+- concurrency 1: ``await admit`` then ``await ticket.release(actual)``, each timed alone with
+  ``perf_counter_ns`` (a release returns once its batch is answered);
+- concurrency N: N tasks admit (timed) and hand each release to a new task, as the gateway does.
+
+The gateway's CPU per step is ``process_time`` over the run; Redis's CPU and its commands per
+step come from ``INFO cpu`` / ``INFO commandstats`` before and after. The per-call timeout is
+50 ms so a noisy machine does not switch to degraded mode; the report says how many decisions
+were degraded anyway and how many connections the client opened.
 """
 
 from __future__ import annotations
@@ -19,9 +25,14 @@ import shutil
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-from machine import describe_machine
+import redis
+import uvloop
+from machine import describe_machine, print_report
+from tiered_gateway import revision
 
 from serving.admission import AdmissionLimits
 from serving.admission_redis import RedisAdmission, RedisAdmissionConfig
@@ -66,34 +77,124 @@ def _tenants(count: int) -> list[Tenant]:
     ]
 
 
-async def _run(port: int, steps: int, tenants: list[Tenant]) -> tuple[np.ndarray, np.ndarray, float, float]:
+def _redis_stats(port: int) -> tuple[float, dict[str, int]]:
+    """The server's CPU seconds so far and its calls per command."""
+    client = redis.Redis(port=port)
+    cpu = client.info("cpu")
+    commands = {
+        name.removeprefix("cmdstat_"): int(stats["calls"])
+        for name, stats in client.info("commandstats").items()
+    }
+    client.close()
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), commands
+
+
+@dataclass
+class _Result:
+    name: str
+    steps: int
+    admit_ns: np.ndarray
+    release_ns: np.ndarray | None
+    cpu_s: float
+    redis_cpu_s: float
+    commands: dict[str, int]
+    degraded: float
+    connects: int
+
+
+async def _run(
+    port: int, steps: int, tenants: list[Tenant], concurrency: int, delay_s: float | None
+) -> _Result:
+    """``concurrency`` 1: admit, then ``await release`` (both timed). Above 1: that many tasks
+    admit and hand the release off to a task, as the gateway does (only admits timed)."""
     metrics = GatewayMetrics()
-    config = RedisAdmissionConfig(url=f"redis://127.0.0.1:{port}/0", timeout_s=0.05)
+    delay = {} if delay_s is None else {"release_delay_s": delay_s}
+    config = RedisAdmissionConfig(url=f"redis://127.0.0.1:{port}/0", timeout_s=0.05, **delay)
     admission = RedisAdmission.connect(config, AdmissionLimits(), metrics=metrics)
     for who in tenants:  # connect and load both scripts
         await (await admission.admit(who, 5000)).release(3000)
     admit_ns = np.empty(steps, dtype=np.int64)
     release_ns = np.empty(steps, dtype=np.int64)
+    loop = asyncio.get_running_loop()
+    redis_cpu_started, commands_before = _redis_stats(port)
     cpu_started = time.process_time()
-    for step in range(steps):
-        who = tenants[step % len(tenants)]
-        started = time.perf_counter_ns()
-        ticket = await admission.admit(who, 5000)
-        admitted = time.perf_counter_ns()
-        await ticket.release(3000)
-        release_ns[step] = time.perf_counter_ns() - admitted
-        admit_ns[step] = admitted - started
-    cpu_s = time.process_time() - cpu_started
-    degraded = metrics.registry.get_sample_value("switchyard_admission_degraded_decisions_total") or 0.0
+    if concurrency == 1:
+        for step in range(steps):
+            who = tenants[step % len(tenants)]
+            started = time.perf_counter_ns()
+            ticket = await admission.admit(who, 5000)
+            admitted = time.perf_counter_ns()
+            await ticket.release(3000)
+            release_ns[step] = time.perf_counter_ns() - admitted
+            admit_ns[step] = admitted - started
+    else:
+        steps_left = iter(range(steps))
+
+        async def client() -> None:
+            for step in steps_left:
+                started = time.perf_counter_ns()
+                ticket = await admission.admit(tenants[step % len(tenants)], 5000)
+                admit_ns[step] = time.perf_counter_ns() - started
+                releasing = loop.create_task(ticket.release(3000))
+                releases.add(releasing)
+                releasing.add_done_callback(releases.discard)
+                await asyncio.sleep(0)
+
+        releases: set[asyncio.Task[bool]] = set()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        await asyncio.gather(*releases)
     await admission.aclose()
-    return admit_ns, release_ns, cpu_s, degraded
+    cpu_s = time.process_time() - cpu_started
+    redis_cpu, commands_after = _redis_stats(port)
+    commands = {
+        name: calls - commands_before.get(name, 0)
+        for name, calls in commands_after.items()
+        if name not in ("info",) and calls > commands_before.get(name, 0)
+    }
+    degraded = metrics.registry.get_sample_value("switchyard_admission_degraded_decisions_total") or 0.0
+    return _Result(
+        f"concurrency {concurrency}",
+        steps,
+        admit_ns,
+        release_ns if concurrency == 1 else None,
+        cpu_s,
+        redis_cpu - redis_cpu_started,
+        commands,
+        degraded,
+        getattr(getattr(admission, "client", None), "connects", -1),  # -1: not counted
+    )
+
+
+def _report(result: _Result) -> list[str]:
+    lines = [f"{result.name}, {result.steps} admit+release:"]
+    timings = [("admit", result.admit_ns)]
+    if result.release_ns is not None:
+        timings.append(("release", result.release_ns))
+    for name, values in timings:
+        p50, p99 = np.percentile(values, [50, 99]) / 1000.0
+        lines.append(f"  {name:8s} p50 {p50:7.1f} µs  p99 {p99:7.1f} µs")
+    per_step = {name: calls / result.steps for name, calls in result.commands.items()}
+    commands = ", ".join(
+        f"{name} {calls:.2f}" for name, calls in sorted(per_step.items(), key=lambda kv: -kv[1])
+    )
+    lines += [
+        f"  gateway CPU per admit+release: {result.cpu_s / result.steps * 1e6:.1f} µs;"
+        f" Redis CPU: {result.redis_cpu_s / result.steps * 1e6:.1f} µs",
+        f"  Redis commands per admit+release: {commands}",
+        f"  degraded decisions: {result.degraded:.0f}; connections opened: {result.connects}",
+    ]
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--tenants", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--release-delay-ms", type=float, default=None, help="default: the config's")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    delay_s = None if args.release_delay_ms is None else args.release_delay_ms / 1000.0
     process, port = _start_redis()
     try:
         version = (
@@ -103,16 +204,16 @@ def main() -> None:
             .stdout.split()[2]
             .removeprefix("v=")
         )
-        admit_ns, release_ns, cpu_s, degraded = asyncio.run(_run(port, args.steps, _tenants(args.tenants)))
+        results = [
+            uvloop.run(_run(port, args.steps, _tenants(args.tenants), c, delay_s)) for c in args.concurrency
+        ]
     finally:
         process.kill()
         process.wait()
-    print(describe_machine(f"redis-server {version}"))
-    for name, values in (("admit", admit_ns), ("release", release_ns)):
-        p50, p99 = np.percentile(values, [50, 99]) / 1000.0
-        print(f"{name:8s} p50 {p50:7.1f} µs  p99 {p99:7.1f} µs")
-    print(f"gateway CPU per admit+release: {cpu_s / args.steps * 1e6:.1f} µs ({args.steps} steps)")
-    print(f"degraded decisions: {degraded:.0f}")
+    lines = [f"machine: {describe_machine(f'redis-server {version}')}", f"code: {revision()}"]
+    for result in results:
+        lines += _report(result)
+    print_report("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

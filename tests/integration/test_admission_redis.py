@@ -18,6 +18,7 @@ from serving.admission_redis import (
 )
 from serving.errors import ApiError
 from serving.metrics import GatewayMetrics
+from serving.resp_client import RespClient
 from serving.settings import AdmissionSettings
 from serving.tenants import Quotas, Tenant
 from switchyard_cli.redis_server import RedisServer
@@ -262,3 +263,108 @@ def test_settings_pick_the_backend(monkeypatch, redis_server):
     assert (admission.config.url, admission.config.expected_processes) == (redis_server.url, 4)
     assert admission.config.timeout_s == 0.05
     asyncio.run(admission.aclose())
+
+
+async def _bucket_and_slots(url, who):
+    client = RespClient(url)
+    bucket, slots = tenant_keys(who.tenant_id)
+    tokens = (await client.call(1.0, "HMGET", bucket, "t"))[0]
+    state = {
+        "tokens": float(tokens) if tokens is not None else None,
+        "bucket_ttl_ms": await client.call(1.0, "PTTL", bucket),
+        "slots_ttl_ms": await client.call(1.0, "PTTL", slots),
+        "slots": await client.call(1.0, "ZRANGE", slots, 0, -1),
+    }
+    await client.aclose()
+    return state
+
+
+def test_releases_sent_in_one_batch_reconcile_each_ticket_once(redis_server):
+    who = tenant(rpm=6000, tpm=600)  # 10 tokens/s, a bucket of 100
+
+    async def scenario():
+        (a,) = gateways(redis_server.url, count=1)
+        started = time.monotonic()
+        tickets = [await a.admit(who, 20) for _ in range(4)]  # 20 tokens left
+        assert [a.release_nowait(ticket, 5) for ticket in tickets[:3]] == [True] * 3
+        assert a.release_nowait(tickets[0], 5) is False
+        assert a.in_flight == 1
+        assert await a.release(tickets[3], 5) is True  # joins the queued batch and waits for it
+        assert await a.release(tickets[3], 5) is False
+        state = await _bucket_and_slots(redis_server.url, who)
+        await a.aclose()
+        return state, time.monotonic() - started
+
+    state, elapsed = asyncio.run(scenario())
+    assert 80.0 <= state["tokens"] <= 80.0 + 10.0 * elapsed + 0.5  # 4 × 15 back, once each
+    assert state["slots"] == [b"~"]  # every slot freed; the sentinel keeps the set and its expiry
+
+
+def test_shutdown_sends_the_queued_releases(redis_server):
+    who = tenant(rpm=6000, concurrency=1)
+
+    async def scenario():
+        a, b = gateways(redis_server.url)
+        ticket = await a.admit(who, 1)
+        assert a.release_nowait(ticket, 1) is True
+        await a.aclose()
+        await b.admit(who, 1)  # the slot was freed by a's shutdown
+        await b.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_keys_expire_and_expiry_is_pushed_out_when_a_charge_needs_longer(redis_server):
+    who = tenant(rpm=6000, tpm=6000)  # 100 requests/s and 100 tokens/s; buckets of 1000
+
+    async def scenario():
+        (a,) = gateways(redis_server.url, count=1, slot_lease_s=30.0)
+        ticket = await a.admit(who, 800)  # full again in 8 s
+        admitted = await _bucket_and_slots(redis_server.url, who)
+        await ticket.release(3000)  # 2200 more than reserved: -2000 tokens, full in 30 s
+        charged = await _bucket_and_slots(redis_server.url, who)
+        await a.aclose()
+        return admitted, charged
+
+    admitted, charged = asyncio.run(scenario())
+    assert 9_000 < admitted["bucket_ttl_ms"] <= 19_000  # time to full + 1 s + 10 s headroom
+    assert 31_000 < admitted["slots_ttl_ms"] <= 61_000  # lease + 1 s + min(lease, 60 s)
+    assert charged["tokens"] == pytest.approx(-2000.0, abs=5.0)
+    assert 31_000 < charged["bucket_ttl_ms"] <= 41_000
+    assert charged["slots_ttl_ms"] > 31_000 and charged["slots"] == [b"~"]
+
+
+def test_a_redis_that_forgot_the_scripts_still_admits_and_releases(redis_server):
+    who = tenant(rpm=6000, concurrency=1)
+
+    async def scenario():
+        (a,) = gateways(redis_server.url, count=1)
+        await (await a.admit(who, 1)).release(1)
+        await a.client.call(1.0, "SCRIPT", "FLUSH")
+        ticket = await a.admit(who, 1)
+        await a.client.call(1.0, "SCRIPT", "FLUSH")
+        await ticket.release(1)
+        await (await a.admit(who, 1)).release(1)  # the slot was freed: concurrency 1 admits again
+        await a.aclose()
+        return a.degraded, a.client.connects
+
+    assert asyncio.run(scenario()) == (False, 1)
+
+
+def test_a_release_batch_that_fails_degrades_and_leaves_the_slot_to_its_lease(own_redis_server):
+    who = tenant(rpm=6000)
+    metrics = GatewayMetrics()
+
+    async def scenario():
+        (a,) = gateways(own_redis_server.url, count=1, metrics=metrics)
+        ticket = await a.admit(who, 1)
+        own_redis_server.stop()
+        assert await a.release(ticket, 1) is True
+        assert a.in_flight == 0 and a.degraded
+        assert await a.release(ticket, 1) is False
+        local = await a.admit(who, 1)  # degraded: a local-share ticket, released locally
+        assert local.owner is not a and await a.release(local, 1) is True
+        await a.aclose()
+
+    asyncio.run(scenario())
+    assert metrics.registry.get_sample_value("switchyard_admission_degraded") == 1.0
