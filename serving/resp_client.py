@@ -102,7 +102,7 @@ class _Connection(asyncio.Protocol):
         self.waiting: deque[tuple[asyncio.Future[Any], asyncio.TimerHandle | None]] = deque()
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.last_heard = loop.time()
+        self.last_heard = loop.time()  # the last reply, or when calls began waiting on a quiet connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
@@ -147,6 +147,8 @@ class _Connection(asyncio.Protocol):
 
     def send(self, packed: bytes, timeout_s: float, expire: Any) -> asyncio.Future[Any]:
         future = self.loop.create_future()
+        if not self.waiting:
+            self.last_heard = self.loop.time()  # silence counts from the first unanswered call
         timer = self.loop.call_later(timeout_s, expire, self, future) if timeout_s > 0 else None
         self.waiting.append((future, timer))
         assert self.transport is not None

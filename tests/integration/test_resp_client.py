@@ -84,6 +84,28 @@ def test_an_expired_call_fails_in_time_and_its_late_reply_is_dropped_not_handed_
     assert connects == 1
 
 
+def test_one_slow_call_after_an_idle_spell_keeps_the_connection(redis_server):
+    busy = LuaScript.of(BUSY)
+
+    async def scenario():
+        client = RespClient(redis_server.url, stale_after_s=0.2)
+        blocker = RespClient(redis_server.url)
+        await blocker.call(1.0, "SCRIPT", "LOAD", busy.body)
+        assert await client.call(1.0, "PING") == b"PONG"
+        await asyncio.sleep(0.4)  # idle longer than stale_after_s: not silence, nothing was asked
+        blocking = asyncio.ensure_future(blocker.evalsha(busy, (), (150,), 2.0))
+        await asyncio.sleep(0.02)
+        with pytest.raises(TimeoutError):
+            await client.call(0.05, "PING")
+        assert await blocking == b"slow"
+        pong = await client.call(1.0, "PING")
+        for each in (client, blocker):
+            await each.aclose()
+        return pong, client.connects
+
+    assert asyncio.run(scenario()) == (b"PONG", 1)
+
+
 def test_a_silent_server_drops_the_connection_after_stale_after_and_the_next_call_reconnects():
     async def scenario():
         accepted = 0
