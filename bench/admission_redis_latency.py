@@ -9,7 +9,8 @@ robin, with quotas high enough that every request is admitted:
 
 - concurrency 1: ``await admit`` then ``await ticket.release(actual)``, each timed alone with
   ``perf_counter_ns`` (a release returns once its batch is answered);
-- concurrency N: N tasks admit (timed) and hand each release to a new task, as the gateway does.
+- concurrency N: N tasks admit (timed) and hand each release to a new task, as the gateway does;
+  then again with ``release_nowait`` (queued at once, no task per release).
 
 The gateway's CPU per step is ``process_time`` over the run; Redis's CPU and its commands per
 step come from ``INFO cpu`` / ``INFO commandstats`` before and after. The per-call timeout is
@@ -103,10 +104,11 @@ class _Result:
 
 
 async def _run(
-    port: int, steps: int, tenants: list[Tenant], concurrency: int, delay_s: float | None
+    port: int, steps: int, tenants: list[Tenant], concurrency: int, delay_s: float | None, nowait: bool
 ) -> _Result:
     """``concurrency`` 1: admit, then ``await release`` (both timed). Above 1: that many tasks
-    admit and hand the release off to a task, as the gateway does (only admits timed)."""
+    admit and hand the release off to a task, as the gateway does, or with ``nowait`` queue it
+    by ``release_nowait`` (only admits timed)."""
     metrics = GatewayMetrics()
     delay = {} if delay_s is None else {"release_delay_s": delay_s}
     config = RedisAdmissionConfig(url=f"redis://127.0.0.1:{port}/0", timeout_s=0.05, **delay)
@@ -135,9 +137,12 @@ async def _run(
                 started = time.perf_counter_ns()
                 ticket = await admission.admit(tenants[step % len(tenants)], 5000)
                 admit_ns[step] = time.perf_counter_ns() - started
-                releasing = loop.create_task(ticket.release(3000))
-                releases.add(releasing)
-                releasing.add_done_callback(releases.discard)
+                if nowait:
+                    admission.release_nowait(ticket, 3000)
+                else:
+                    releasing = loop.create_task(ticket.release(3000))
+                    releases.add(releasing)
+                    releasing.add_done_callback(releases.discard)
                 await asyncio.sleep(0)
 
         releases: set[asyncio.Task[bool]] = set()
@@ -153,7 +158,7 @@ async def _run(
     }
     degraded = metrics.registry.get_sample_value("switchyard_admission_degraded_decisions_total") or 0.0
     return _Result(
-        f"concurrency {concurrency}",
+        f"concurrency {concurrency}" + (", release_nowait" if nowait and concurrency > 1 else ""),
         steps,
         admit_ns,
         release_ns if concurrency == 1 else None,
@@ -204,8 +209,10 @@ def main() -> None:
             .stdout.split()[2]
             .removeprefix("v=")
         )
+        runs = [(c, nowait) for c in args.concurrency for nowait in ((False,) if c == 1 else (False, True))]
         results = [
-            uvloop.run(_run(port, args.steps, _tenants(args.tenants), c, delay_s)) for c in args.concurrency
+            uvloop.run(_run(port, args.steps, _tenants(args.tenants), c, delay_s, nowait))
+            for c, nowait in runs
         ]
     finally:
         process.kill()
