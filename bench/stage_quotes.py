@@ -39,6 +39,12 @@ QUOTED: dict[str, dict] = {
         "source": "bench/results/process_scaling.txt",
         "quote": "2.74 ms gateway CPU per auto request (gateway 55% of a core, Redis 0.263 ms per request",
     },
+    "gateway_cpu_per_request_in_memory": {
+        "cpu_us": {"p50": 1800.0},
+        "what": "whole gateway with its state in memory, the same run as the shared-state row (its baseline)",
+        "source": "bench/results/process_scaling.txt",
+        "quote": "555 req per gateway CPU-second = 1.80 ms gateway CPU per auto request",
+    },
     "redis_server_per_request": {
         "cpu_us": {"p50": 263.0},
         "what": "the Redis server's own CPU per gateway request with all shared state in Redis "
