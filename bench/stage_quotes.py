@@ -33,32 +33,40 @@ QUOTED: dict[str, dict] = {
         "quote": "switchyard       554 req/s    1.81 ms CPU/req",
     },
     "gateway_cpu_per_request_shared_state": {
-        "cpu_us": {"p50": 2740.0},
+        "cpu_us": {"p50": 2170.0},
         "what": "whole gateway with its shared state in Redis (admission, live stats, prompt cache, pacer), "
-        "1 process, 200 req/s offered; the same run in memory: 1,800 µs",
+        "1 process, 200 req/s offered; the same run in memory: 1,780 µs",
         "source": "bench/results/process_scaling.txt",
-        "quote": "2.74 ms gateway CPU per auto request (gateway 55% of a core, Redis 0.263 ms per request",
+        "quote": "2.17 ms gateway CPU per auto request (gateway 44% of a core, Redis 0.248 ms per request",
     },
     "gateway_cpu_per_request_in_memory": {
-        "cpu_us": {"p50": 1800.0},
+        "cpu_us": {"p50": 1780.0},
         "what": "whole gateway with its state in memory, the same run as the shared-state row (its baseline)",
         "source": "bench/results/process_scaling.txt",
-        "quote": "555 req per gateway CPU-second = 1.80 ms gateway CPU per auto request",
+        "quote": "561 req per gateway CPU-second = 1.78 ms gateway CPU per auto request",
     },
     "redis_server_per_request": {
-        "cpu_us": {"p50": 263.0},
+        "cpu_us": {"p50": 248.0},
         "what": "the Redis server's own CPU per gateway request with all shared state in Redis "
-        "(~15 commands, 2 of them admission scripts)",
+        "(~12 commands, 2 of them admission scripts)",
         "source": "bench/results/process_scaling.txt",
-        "quote": "Redis 0.263 ms per request, worker 0.49 ms per request",
+        "quote": "Redis 0.248 ms per request, worker 0.46 ms per request",
     },
     "admission_redis": {
-        "cpu_us": {"p50": 334.0},
-        "wall_us": {"p50": 401.0, "p99": 663.0},
-        "what": "admit + release through RedisAdmission (2 EVALSHA round trips, redis-py + hiredis, loopback); "
-        "wall = admit p50 212 / p99 349 plus release p50 189 / p99 314",
-        "source": "docs/adr/0005-admission-and-shedding.md (bench/admission_redis_latency.py)",
-        "quote": "212 µs / p99 349 µs, release p50 189 µs / p99 314 µs, 334 µs of gateway CPU per admit +",
+        "cpu_us": {"p50": 148.2},
+        "wall_us": {"p50": 141.1, "p99": 262.7},
+        "what": "admit + release through RedisAdmission (lean RESP client), one at a time; wall = the admit "
+        "(release p50 151 µs, off the reply's path); Redis server CPU 123.5 µs per admit + release",
+        "source": "bench/results/admission_redis_latency.txt",
+        "quote": "gateway CPU per admit+release: 148.2 µs; Redis CPU: 123.5 µs",
+    },
+    "admission_redis_concurrent": {
+        "cpu_us": {"p50": 32.6},
+        "wall_us": {"p50": 844.5, "p99": 2713.3},
+        "what": "the same at 32 concurrent requests (releases batched per loop iteration); Redis server CPU "
+        "32.4 µs per admit + release; wall = the admit, queueing on one connection included",
+        "source": "bench/results/admission_redis_latency.txt",
+        "quote": "gateway CPU per admit+release: 32.6 µs; Redis CPU: 32.4 µs",
     },
     "feast_read_cache_hit": {
         "wall_us": {"p50": 16.8, "p99": 29.8},

@@ -75,7 +75,7 @@ def sizing_table(report: CapacityReport) -> str:
          f"{_us(redis.server_cpu_us_per_request)} µs server CPU per request; {_n(redis.busy_cores_peak)} busy cores / {a.redis_shard_utilization:.0%}"),
         ("feature-store nodes", *(fs.nodes_by_region[r] for r in regions), _n(fs.nodes),
          f"{_n(fs.reads_per_s_peak)} reads/s, {_n(fs.rows_per_s_peak)} rows/s at peak"),
-        ("GPUs", *(report.gpus.gpus_by_region().get(r, 0) for r in regions), _n(report.gpus.gpus), "by SKU below"),
+        ("GPUs", *(_n(report.gpus.gpus_by_region().get(r, 0)) for r in regions), _n(report.gpus.gpus), "by SKU below"),
     ]  # fmt: skip
     sizing = _table(("component", *regions, "total", "basis"), rows)
     log_rows = [
