@@ -2,6 +2,7 @@
 
 import typer
 
+from switchyard_cli.capacity import capacity_app
 from switchyard_cli.bootstrap import bootstrap_command
 from switchyard_cli.demo import demo_command
 from switchyard_cli.drift import drift_command
@@ -15,6 +16,7 @@ app = typer.Typer(
 )
 app.add_typer(workers_app, name="workers")
 app.add_typer(eval_app, name="eval")
+app.add_typer(capacity_app, name="capacity")
 app.command("bootstrap")(bootstrap_command)
 app.command("serve")(serve_command)
 app.command("train")(train_command)
