@@ -2,8 +2,8 @@
 
 import typer
 
-from switchyard_cli.capacity import capacity_app
 from switchyard_cli.bootstrap import bootstrap_command
+from switchyard_cli.capacity import capacity_app
 from switchyard_cli.demo import demo_command
 from switchyard_cli.drift import drift_command
 from switchyard_cli.eval_app import eval_app
