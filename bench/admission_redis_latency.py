@@ -1,16 +1,17 @@
 """Latency and CPU of cluster-wide admission: admit + release through RedisAdmission and a local redis-server.
 
     .venv/bin/python bench/admission_redis_latency.py [--steps 20000] [--tenants 100]
-        [--concurrency 1 32] [--release-delay-ms MS] [--out bench/results/admission_redis_latency.txt]
+        [--awaited-steps 1000] [--concurrency 1 32] [--release-delay-ms MS]
+        [--out bench/results/admission_redis_latency.txt]
 
-Starts ``redis-server`` on a free loopback port (no persistence) and, for each ``--concurrency``,
-runs ``--steps`` admit + release steps on uvloop (as the gateway does) for tenants picked round
-robin, with quotas high enough that every request is admitted:
+Starts ``redis-server`` on a free loopback port (no persistence) and runs admit + release
+steps on uvloop (as the gateway does) for tenants picked round robin, with quotas high enough that every request is admitted:
 
-- concurrency 1: ``await admit`` then ``await ticket.release(actual)``, each timed alone with
-  ``perf_counter_ns`` (a release returns once its batch is answered);
-- concurrency N: N tasks admit (timed) and hand each release to a new task, as the gateway does;
-  then again with ``release_nowait`` (queued at once, no task per release).
+- ``awaited`` (``--awaited-steps``, one at a time): ``await admit`` then ``await
+  ticket.release(actual)``, each timed alone with ``perf_counter_ns`` (a release returns once
+  its batch is answered, so its time includes the release delay);
+- for each ``--concurrency`` N, ``--steps`` steps: N tasks admit (timed) and hand each release to a new task, as
+  the gateway does (``release by task``), then again queueing it with ``release_nowait``.
 
 The gateway's CPU per step is ``process_time`` over the run; Redis's CPU and its commands per
 step come from ``INFO cpu`` / ``INFO commandstats`` before and after. The per-call timeout is
@@ -104,10 +105,10 @@ class _Result:
 
 
 async def _run(
-    port: int, steps: int, tenants: list[Tenant], concurrency: int, delay_s: float | None, nowait: bool
+    port: int, steps: int, tenants: list[Tenant], concurrency: int, delay_s: float | None, mode: str
 ) -> _Result:
-    """``concurrency`` 1: admit, then ``await release`` (both timed). Above 1: that many tasks
-    admit and hand the release off to a task, as the gateway does, or with ``nowait`` queue it
+    """``awaited`` (one at a time): admit, then ``await release`` (both timed). ``task``: that many
+    tasks admit and hand the release off to a task, as the gateway does; ``nowait``: they queue it
     by ``release_nowait`` (only admits timed)."""
     metrics = GatewayMetrics()
     delay = {} if delay_s is None else {"release_delay_s": delay_s}
@@ -120,7 +121,7 @@ async def _run(
     loop = asyncio.get_running_loop()
     redis_cpu_started, commands_before = _redis_stats(port)
     cpu_started = time.process_time()
-    if concurrency == 1:
+    if mode == "awaited":
         for step in range(steps):
             who = tenants[step % len(tenants)]
             started = time.perf_counter_ns()
@@ -137,7 +138,7 @@ async def _run(
                 started = time.perf_counter_ns()
                 ticket = await admission.admit(tenants[step % len(tenants)], 5000)
                 admit_ns[step] = time.perf_counter_ns() - started
-                if nowait:
+                if mode == "nowait":
                     admission.release_nowait(ticket, 3000)
                 else:
                     releasing = loop.create_task(ticket.release(3000))
@@ -158,10 +159,10 @@ async def _run(
     }
     degraded = metrics.registry.get_sample_value("switchyard_admission_degraded_decisions_total") or 0.0
     return _Result(
-        f"concurrency {concurrency}" + (", release_nowait" if nowait and concurrency > 1 else ""),
+        f"concurrency {concurrency}, release {'by ' + mode if mode != 'awaited' else 'awaited'}",
         steps,
         admit_ns,
-        release_ns if concurrency == 1 else None,
+        release_ns if mode == "awaited" else None,
         cpu_s,
         redis_cpu - redis_cpu_started,
         commands,
@@ -195,6 +196,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--tenants", type=int, default=100)
+    parser.add_argument("--awaited-steps", type=int, default=1000, help="one at a time, release awaited")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--release-delay-ms", type=float, default=None, help="default: the config's")
     parser.add_argument("--out", type=Path, default=None)
@@ -209,10 +211,10 @@ def main() -> None:
             .stdout.split()[2]
             .removeprefix("v=")
         )
-        runs = [(c, nowait) for c in args.concurrency for nowait in ((False,) if c == 1 else (False, True))]
+        runs = [(args.awaited_steps, 1, "awaited")]
+        runs += [(args.steps, c, mode) for c in args.concurrency for mode in ("task", "nowait")]
         results = [
-            uvloop.run(_run(port, args.steps, _tenants(args.tenants), c, delay_s, nowait))
-            for c, nowait in runs
+            uvloop.run(_run(port, steps, _tenants(args.tenants), c, delay_s, mode)) for steps, c, mode in runs
         ]
     finally:
         process.kill()

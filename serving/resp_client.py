@@ -155,6 +155,20 @@ class _Connection(asyncio.Protocol):
         self.transport.write(packed)
         return future
 
+    def send_many(self, packed: list[bytes], timeout_s: float, expire: Any) -> list[asyncio.Future[Any]]:
+        """Several commands in one write (one system call)."""
+        loop = self.loop
+        if not self.waiting:
+            self.last_heard = loop.time()
+        futures = []
+        for _ in packed:
+            future = loop.create_future()
+            self.waiting.append((future, loop.call_later(timeout_s, expire, self, future)))
+            futures.append(future)
+        assert self.transport is not None
+        self.transport.write(b"".join(packed))
+        return futures
+
 
 class RespClient:
     """Calls to one Redis over one pipelined connection; see the module docstring for the rules."""
@@ -175,46 +189,75 @@ class RespClient:
                 connection = await self._connect()
         return await connection.send(hiredis.pack_command(args), timeout_s, self._expire)
 
-    async def evalsha(
-        self, script: LuaScript, keys: tuple[Arg, ...], args: tuple[Arg, ...], timeout_s: float
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and not self._connection.closed
+
+    @staticmethod
+    def pack_evalsha(script: LuaScript, keys: tuple[Arg, ...], args: tuple[Arg, ...]) -> bytes:
+        return hiredis.pack_command((b"EVALSHA", script.sha, len(keys), *keys, *args))
+
+    def write_now(self, packed: list[bytes], timeout_s: float) -> list[asyncio.Future[Any]] | None:
+        """Write packed commands at once on the open connection (one system call) and return their
+        replies' futures; None when there is no open connection (nothing written)."""
+        connection = self._connection
+        if connection is None or connection.closed:
+            return None
+        return connection.send_many(packed, timeout_s, self._expire)
+
+    async def settle_evalsha(
+        self,
+        reply: asyncio.Future[Any],
+        script: LuaScript,
+        keys: tuple[Arg, ...],
+        args: tuple[Arg, ...],
+        timeout_s: float,
     ) -> Any:
-        """Run ``script``; on ``NOSCRIPT`` run it once by ``EVAL`` (which loads it)."""
+        """The reply of a written ``EVALSHA``; on ``NOSCRIPT`` run the script once by ``EVAL`` (which loads it)."""
         try:
-            return await self.call(timeout_s, b"EVALSHA", script.sha, len(keys), *keys, *args)
+            return await reply
         except RedisReplyError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
         return await self.call(timeout_s, b"EVAL", script.body, len(keys), *keys, *args)
 
-    async def evalsha_many(
-        self, script: LuaScript, calls: list[tuple[tuple[Arg, ...], tuple[Arg, ...]]], timeout_s: float
-    ) -> list[Any]:
-        """Run ``script`` once per ``(keys, args)``, all written at once (one round trip); each
-        entry of the result is the reply or the exception that call raised."""
+    async def evalsha(
+        self, script: LuaScript, keys: tuple[Arg, ...], args: tuple[Arg, ...], timeout_s: float
+    ) -> Any:
+        """Run ``script``; on ``NOSCRIPT`` run it once by ``EVAL`` (which loads it)."""
         connection = self._connection
         if connection is None or connection.closed:
             async with asyncio.timeout(timeout_s):
                 connection = await self._connect()
-        sha = script.sha
-        futures = [
-            connection.send(
-                hiredis.pack_command((b"EVALSHA", sha, len(keys), *keys, *args)), timeout_s, self._expire
-            )
-            for keys, args in calls
-        ]
+        reply = connection.send(self.pack_evalsha(script, keys, args), timeout_s, self._expire)
+        return await self.settle_evalsha(reply, script, keys, args, timeout_s)
+
+    async def evalsha_many(
+        self, script: LuaScript, calls: list[tuple[tuple[Arg, ...], tuple[Arg, ...]]], timeout_s: float
+    ) -> list[Any]:
+        """Run ``script`` once per ``(keys, args)``, all in one write (one round trip); each entry of
+        the result is the reply or the exception that call raised."""
+        connection = self._connection
+        if connection is None or connection.closed:
+            async with asyncio.timeout(timeout_s):
+                connection = await self._connect()
+        packed = [self.pack_evalsha(script, keys, args) for keys, args in calls]
+        replies = connection.send_many(packed, timeout_s, self._expire)
+        return await self.settle_many(replies, script, calls, timeout_s)
+
+    async def settle_many(
+        self,
+        replies: list[asyncio.Future[Any]],
+        script: LuaScript,
+        calls: list[tuple[tuple[Arg, ...], tuple[Arg, ...]]],
+        timeout_s: float,
+    ) -> list[Any]:
+        """:meth:`settle_evalsha` for each written call: its reply or the exception it raised."""
         results: list[Any] = []
-        for future, (keys, args) in zip(futures, calls, strict=True):
+        for reply, (keys, args) in zip(replies, calls, strict=True):
             try:
-                results.append(await future)
-            except RedisReplyError as exc:
-                if not str(exc).startswith("NOSCRIPT"):
-                    results.append(exc)
-                    continue
-                try:
-                    results.append(await self.call(timeout_s, b"EVAL", script.body, len(keys), *keys, *args))
-                except (RedisReplyError, OSError, TimeoutError) as retry_exc:
-                    results.append(retry_exc)
-            except (OSError, TimeoutError) as exc:
+                results.append(await self.settle_evalsha(reply, script, keys, args, timeout_s))
+            except (RedisReplyError, OSError, TimeoutError) as exc:
                 results.append(exc)
         return results
 

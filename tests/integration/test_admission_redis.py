@@ -368,3 +368,32 @@ def test_a_release_batch_that_fails_degrades_and_leaves_the_slot_to_its_lease(ow
 
     asyncio.run(scenario())
     assert metrics.registry.get_sample_value("switchyard_admission_degraded") == 1.0
+
+
+def test_queued_releases_go_out_with_the_next_admit_ahead_of_it(redis_server):
+    who = tenant(rpm=6000, concurrency=1)
+
+    async def scenario():
+        (a,) = gateways(redis_server.url, count=1, release_delay_s=30.0)  # the timer never sends them
+        for _ in range(5):
+            ticket = await a.admit(who, 1)  # the slot the previous admit's write freed first
+            assert a.release_nowait(ticket, 1) is True
+        await a.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_queued_releases_go_out_after_the_delay_without_another_admit(redis_server):
+    who = tenant(rpm=6000, concurrency=1)
+
+    async def scenario():
+        a, b = gateways(redis_server.url, release_delay_s=0.05)
+        ticket = await a.admit(who, 1)
+        a.release_nowait(ticket, 1)
+        with pytest.raises(ApiError):
+            await b.admit(who, 1)  # not sent yet
+        await asyncio.sleep(0.2)
+        await b.admit(who, 1)
+        await close(a, b)
+
+    asyncio.run(scenario())
