@@ -11,16 +11,19 @@ order and errors as :class:`~serving.admission.InProcessAdmission` (see that mod
 **Releases are batched.** A release updates this process's counts at once and queues the slot
 and the ``reserved − actual`` tokens. The queue goes out with this process's next admit (in the
 same write, ahead of it, so that admit already sees the slots free), or ``release_delay_s``
-(5 ms) after its first entry, or at ``release_batch`` entries, whichever comes first: one
+after its first entry (default 0: on the next event-loop iteration, with every release queued
+in this one), or at ``release_batch`` entries, whichever comes first: one
 *release-and-reconcile* call per tenant, all in one write. So a slot is free in Redis at most
 ``release_delay_s`` + one round trip after its release, and each ticket's tokens are reconciled
-exactly once (a batch is never resent). At 200 requests/s on one process (bench/process_scaling)
-the 5 ms delay cut Redis's CPU per request from ~0.23 ms (releases sent on the next loop
-iteration) to 0.16–0.21 ms, and the gateway's CPU per request with it. A batch that fails or
-times out leaves its slots to their lease and its reservations charged, and switches to
-degraded mode like a failed admit. :meth:`RedisAdmission.release` returns once its batch is
-answered; :meth:`RedisAdmission.release_nowait` only queues. :meth:`aclose` sends what is
-queued. The scripts and keys are in :mod:`serving.admission_scripts`; the client is
+exactly once (a batch is never resent). A longer delay lets more releases ride with an admit:
+at 200 requests/s on one process (bench/process_scaling) 5 ms cut Redis's CPU per request from
+~0.23 ms to 0.16–0.21 ms, with the gateway's CPU the same within the VM's noise; the default
+stays 0 because another process sees the slot only once it is sent, and a client at its
+concurrency cap whose next request lands on another process would get a 429 in that window.
+A batch that fails or times out leaves its slots to their lease and its reservations charged,
+and switches to degraded mode like a failed admit. :meth:`RedisAdmission.release` returns once
+its batch is answered; :meth:`RedisAdmission.release_nowait` only queues. :meth:`aclose` sends
+what is queued. The scripts and keys are in :mod:`serving.admission_scripts`; the client is
 :mod:`serving.resp_client` (one pipelined connection, deadlines that keep the connection).
 
 **Degraded mode.** A Redis call that fails or takes longer than ``timeout_s`` switches this
@@ -77,7 +80,7 @@ class RedisAdmissionConfig:
     expected_processes: int = 1
     probe_interval_s: float = 1.0
     slot_lease_s: float = 600.0
-    release_delay_s: float = 0.005
+    release_delay_s: float = 0.0
     release_batch: int = 64
 
     def __post_init__(self) -> None:
