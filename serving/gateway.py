@@ -162,13 +162,19 @@ class Gateway:
         request_id = new_request_id()
         arrived = time.monotonic()
         received = utc_now()
+        tenant: Tenant | None = None
+        request: MessagesRequest | None = None
         try:
-            tenant, request, screen, placed = self._screen(body, headers)
+            tenant = self._authenticate(headers)
+            shed = self._shedding.check(tenant.tier)  # overload: refuse before any other work
+            if shed is not None:
+                raise shed
+            request, screen, placed = self._screen(tenant, body)
             ticket = await self.admission.admit(
                 tenant, token_reservation(screen.prompt_tokens, screen.max_tokens)
             )
         except ApiError as error:
-            self._count_rejection(error, locals().get("tenant"), locals().get("request"))
+            self._count_rejection(error, tenant, request)
             return self._error_reply(error, request_id)
         mode = "auto" if request.model == AUTO_MODEL else "pinned"
         self.metrics.in_flight.inc()
@@ -214,16 +220,17 @@ class Gateway:
             del error
             return self._error_reply(api_error, request_id)
 
-    def _screen(
-        self, body: bytes, headers: Mapping[str, str]
-    ) -> tuple[Tenant, MessagesRequest, ScreenFacts, tuple[Placement, ...]]:
-        """Stages 1-3: everything that may reject a request before admission."""
+    def _authenticate(self, headers: Mapping[str, str]) -> Tenant:
+        """Stage 1: the tenant, or 401."""
         tenant = self.tenants.authenticate(api_key_from(headers))
         if tenant is None:
             raise authentication_failed()
-        error = self._shedding.check(tenant.tier)  # overload: refuse before any other work
-        if error is not None:
-            raise error
+        return tenant
+
+    def _screen(
+        self, tenant: Tenant, body: bytes
+    ) -> tuple[MessagesRequest, ScreenFacts, tuple[Placement, ...]]:
+        """Stages 2-3: everything else that may reject a request before admission."""
         error = check_body_size(len(body), self.caps)
         if error is not None:
             raise error
@@ -254,7 +261,7 @@ class Gateway:
             deployed=self.pool.deployed,
             available=self.pool.available,
         )
-        return tenant, request, screen, placed
+        return request, screen, placed
 
     async def _route(self, tenant, facts, request_vector, placed, prefix_keys) -> tuple[Route, PolicyParams]:
         params = self._policy_params()

@@ -108,7 +108,7 @@ def test_a_shed_tier_is_refused_right_after_authentication(
         counting(calls, "parse", features.messages_request.parse_messages_body),
     )
 
-    async def run() -> tuple[object, object]:
+    async def run() -> tuple[object, object, float]:
         with running_fleet(tmp_path) as fleet:
             settings = replace(app_settings(tmp_path, fleet), admission=AdmissionSettings(max_in_flight=2))
             runtime = await build_runtime(settings)
@@ -119,14 +119,16 @@ def test_a_shed_tier_is_refused_right_after_authentication(
                     await gateway.admission.admit(internal, 10) for _ in range(2)
                 ]  # the replica is full
                 shed = await gateway.messages(b"{not json", {"x-api-key": FREE_KEY})
+                counted = gateway.metrics.shed.labels("overloaded_error", "free")._value.get()
                 for ticket in tickets:
                     await ticket.release(0)
                 refused = await gateway.messages(b"{not json", {"x-api-key": FREE_KEY})
             finally:
                 await close_runtime(runtime)
-        return shed, refused
+        return shed, refused, counted
 
-    shed, refused = asyncio.run(run())
+    shed, refused, counted = asyncio.run(run())
+    assert counted == 1  # counted as shed, by the tenant's tier
     assert shed.status == 529 and json.loads(shed.body)["error"]["type"] == "overloaded_error"
     assert refused.status == 400 and json.loads(refused.body)["error"]["type"] == "invalid_request_error"
     assert calls["parse"] == 1  # only the request that was not shed
