@@ -21,24 +21,6 @@ from serving.metrics import GatewayMetrics
 from serving.resp_client import RespClient
 from serving.settings import AdmissionSettings
 from serving.tenants import Quotas, Tenant
-from switchyard_cli.redis_server import RedisServer
-
-
-@pytest.fixture(scope="module")
-def redis_server():
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def own_redis_server():
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
-
 
 LIMITS = AdmissionLimits(request_burst_s=10.0, token_burst_s=10.0)
 

@@ -13,26 +13,9 @@ from prometheus_client import CollectorRegistry
 from router_model.policy import pace_cost_multiplier
 from serving.pacer_redis import ClusterPacer, ClusterPacerConfig, build_pacer, pacer_keys
 from serving.router_runtime import BudgetPacer
-from switchyard_cli.redis_server import RedisServer
 
 BUDGET = 0.012
 EXPENSIVE, CHEAP = 0.020, 0.002  # 1:1 blend 0.011 (under budget), 3:1 blend 0.0155 (over)
-
-
-@pytest.fixture(scope="module")
-def redis_server():
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def own_redis_server():
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 def pacers(url, count=2, registries=None, **overrides):

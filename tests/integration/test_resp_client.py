@@ -9,28 +9,11 @@ import pytest
 import uvloop
 
 from serving.resp_client import LuaScript, RedisEndpoint, RedisReplyError, RespClient
-from switchyard_cli.redis_server import RedisServer
 
 # Holds the server for about ARGV[1] milliseconds, then answers 'slow'.
 BUSY = "local t0 = redis.call('TIME') local until_us = t0[1] * 1e6 + t0[2] + ARGV[1] * 1000 " + (
     "while true do local t = redis.call('TIME') if t[1] * 1e6 + t[2] >= until_us then break end end return 'slow'"
 )
-
-
-@pytest.fixture(scope="module")
-def redis_server():
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def own_redis_server():
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.mark.parametrize("run", [asyncio.run, uvloop.run], ids=["asyncio", "uvloop"])
